@@ -1,0 +1,146 @@
+//! The poem-openapi service: operations, parameters, validation, JSON errors and the spec.
+//!
+//! One `#[OpenApi]` type per concern (`text`, `sse`, `ws`, `ops`), joined into one service.
+//! poem-openapi has no extractor for a struct of query parameters, so each stream operation
+//! declares `count`, `interval_ms` and `start` itself (documented ranges, checked by the
+//! framework) and hands them to [`StreamParams::new`], the one validation of the contract.
+
+mod ops;
+mod payload;
+mod text;
+
+use std::sync::Arc;
+
+use poem_openapi::{ApiResponse, Object, OpenApiService, Tags, payload::Json, types::Example};
+
+pub use self::payload::{EventChunks, TextChunks};
+use crate::{
+    config::Config,
+    generator::{ParamsError, StreamParams},
+    streams::{Busy, Streams},
+};
+
+/// What the operations share: the open streams and the configuration.
+#[derive(Clone)]
+pub struct Shared {
+    /// Limit, shutdown token, task tracker and metrics.
+    pub streams: Streams,
+    /// The server's configuration.
+    pub config: Arc<Config>,
+}
+
+impl Shared {
+    /// State for a server with `config`.
+    pub fn new(config: Config) -> Self {
+        Self {
+            streams: Streams::new(config.max_streams, Default::default()),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// Operation groups in Swagger UI.
+#[derive(Tags)]
+enum Tag {
+    /// The same lazy generator of chunks, streamed three ways.
+    Stream,
+    /// Health and metrics.
+    Operations,
+}
+
+/// An error: what is wrong, in words meant for the client.
+#[derive(Debug, Object)]
+pub struct ErrorBody {
+    /// What is wrong, naming the parameter or header at fault.
+    pub error: String,
+}
+
+/// One chunk as JSON (an SSE `data:` line, a WebSocket text frame). Chunk *i* is a pure
+/// function of *i*: `{"index": i, "text": "Data Chunk i"}`.
+#[derive(Debug, Object)]
+#[oai(rename = "Chunk", example)]
+pub struct ChunkSchema {
+    /// Position of the chunk in the stream, from 0; the SSE event id.
+    pub index: u64,
+    /// `Data Chunk {index}`.
+    pub text: String,
+}
+
+impl Example for ChunkSchema {
+    fn example() -> Self {
+        Self {
+            index: 0,
+            text: "Data Chunk 0".to_owned(),
+        }
+    }
+}
+
+/// Seconds a client refused for lack of room is told to wait.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// Why a stream was not started.
+#[derive(Debug, ApiResponse)]
+pub enum StreamError {
+    /// A parameter or header is malformed or out of range; `error` names it.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Too many streams are open: retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+impl StreamError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(Json(ErrorBody {
+            error: message.into(),
+        }))
+    }
+}
+
+impl From<ParamsError> for StreamError {
+    fn from(err: ParamsError) -> Self {
+        Self::bad_request(err.to_string())
+    }
+}
+
+impl From<Busy> for StreamError {
+    fn from(err: Busy) -> Self {
+        Self::Busy(
+            Json(ErrorBody {
+                error: err.to_string(),
+            }),
+            RETRY_AFTER_SECS,
+        )
+    }
+}
+
+/// The validated parameters of a stream operation.
+fn params(count: u64, interval_ms: u64, start: u64) -> Result<StreamParams, StreamError> {
+    Ok(StreamParams::new(count, interval_ms, start)?)
+}
+
+/// Default of the `count` parameter.
+fn default_count() -> u64 {
+    crate::generator::DEFAULT_COUNT
+}
+
+/// The service: every operation, ready to nest under `/`.
+pub type Service = OpenApiService<(text::TextApi, ops::OpsApi), ()>;
+
+/// The OpenAPI service over `shared`.
+pub fn service(shared: Shared) -> Service {
+    OpenApiService::new(
+        (text::TextApi(shared.clone()), ops::OpsApi(shared)),
+        "chunkstream",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(include_str!("description.md"))
+}
+
+/// The OpenAPI document, exactly as `GET /openapi.json` serves it and `openapi.json` holds it.
+pub fn document() -> String {
+    let mut doc = service(Shared::new(Config::default())).spec();
+    doc.push('\n');
+    doc
+}

@@ -1,0 +1,48 @@
+//! `GET /stream`: the chunks as lines of `text/plain`.
+
+use poem::web::RemoteAddr;
+use poem_openapi::{ApiResponse, OpenApi, param::Query};
+
+use super::{Shared, StreamError, Tag, TextChunks, default_count, params};
+use crate::{generator, streams::Transport, transport};
+
+/// The text transport.
+pub struct TextApi(pub Shared);
+
+/// A text stream.
+#[derive(ApiResponse)]
+pub enum TextResponse {
+    /// The chunks `start .. count`, one line each, written as they are made.
+    #[oai(status = 200)]
+    Ok(TextChunks),
+}
+
+#[OpenApi]
+impl TextApi {
+    /// Stream chunks as plain text
+    ///
+    /// One line `Data Chunk {index}` per chunk, in a chunked response written as the
+    /// generator makes each line: the Flask generator example, in Rust.
+    #[oai(path = "/stream", method = "get", tag = "Tag::Stream")]
+    async fn stream_text(
+        &self,
+        /// Length of the stream: chunks `start .. count` are sent.
+        #[oai(default = "default_count", validator(maximum(value = "100000000")))]
+        count: Query<u64>,
+        /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
+        #[oai(default, validator(maximum(value = "60000")))]
+        interval_ms: Query<u64>,
+        /// Index of the first chunk, at most `count` (a resume point).
+        #[oai(default)]
+        start: Query<u64>,
+        peer: &RemoteAddr,
+    ) -> Result<TextResponse, StreamError> {
+        let params = params(count.0, interval_ms.0, start.0)?;
+        let streams = &self.0.streams;
+        let guard = streams.open(Transport::Text, &params, &peer.to_string())?;
+        let chunks = generator::chunks(params, streams.shutdown_token().clone());
+        Ok(TextResponse::Ok(TextChunks(transport::text::body(
+            chunks, &params, guard,
+        ))))
+    }
+}

@@ -1,0 +1,136 @@
+//! The application: routes (API, page, docs, spec), JSON errors, binding and running.
+
+use std::{future::Future, io, net::SocketAddr, sync::Arc};
+
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route, Server,
+    endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
+    http::StatusCode,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    web::Json,
+};
+use rust_embed::RustEmbed;
+
+use crate::{
+    api::{self, Shared},
+    config::Config,
+    streams::Streams,
+};
+
+/// The live page and its assets, compiled into the binary.
+#[derive(RustEmbed)]
+#[folder = "static/"]
+struct Assets;
+
+/// Every route of the server over `shared`, with every error answered as JSON.
+pub fn routes(shared: Shared) -> impl Endpoint + 'static {
+    let api = api::service(shared);
+    let document = api::document();
+    let docs = api.swagger_ui();
+    // The API is mounted under its own path prefixes, unstripped: nested at `/` it would
+    // also catch `GET /`, which poem routes to the nest before an exact route.
+    let api = Arc::new(api.into_endpoint());
+    Route::new()
+        .nest_no_strip("/stream", api.clone())
+        .at("/healthz", api.clone())
+        .at("/metrics", api)
+        .at("/", EmbeddedFileEndpoint::<Assets>::new("index.html"))
+        .nest("/static", EmbeddedFilesEndpoint::<Assets>::new())
+        .at(
+            "/openapi.json",
+            make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(document.clone())
+            }),
+        )
+        .nest("/docs", docs)
+        .around(json_errors)
+}
+
+/// Turns every error (unknown route, wrong method, unparsable parameter) into a JSON
+/// `{"error": …}` body with the error's status. Typed errors already carry their body.
+async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let err = match next.call(req).await {
+        Ok(resp) => return Ok(resp.into_response()),
+        Err(err) if err.is_from_response() => return Ok(err.into_response()),
+        Err(err) => err,
+    };
+    let status = err.status();
+    let message = match status {
+        StatusCode::NOT_FOUND => format!("no route for {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
+        s if s.is_server_error() => {
+            tracing::error!(%method, %path, error = %err, "request failed");
+            "internal error".to_owned()
+        }
+        _ => err.to_string(),
+    };
+    Ok(Json(serde_json::json!({ "error": message }))
+        .with_status(status)
+        .into_response())
+}
+
+/// A bound server, not yet running: tests bind port 0 and read the port.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    shared: Shared,
+}
+
+impl Application {
+    /// Binds `config.addr`.
+    pub async fn bind(config: Config) -> io::Result<Self> {
+        let acceptor = TcpListener::bind(config.addr).into_acceptor().await?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| io::Error::other("the listener has no socket address"))?;
+        Ok(Self {
+            acceptor,
+            addr,
+            shared: Shared::new(config),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's open streams (limit, shutdown token, metrics).
+    pub fn streams(&self) -> &Streams {
+        &self.shared.streams
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully: open streams are told
+    /// to end at once, and the server waits for them at most the shutdown timeout.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        let streams = self.shared.streams.clone();
+        let timeout = self.shared.config.shutdown_timeout();
+        let base = format!("http://{}", self.addr);
+        tracing::info!("live page:     {base}/");
+        tracing::info!("Swagger UI:    {base}/docs");
+        tracing::info!("text stream:   {base}/stream?count=10&interval_ms=300");
+        tracing::info!("OpenAPI:       {base}/openapi.json");
+        let token = streams.shutdown_token().clone();
+        let stop = async move {
+            signal.await;
+            tracing::info!("shutting down: ending open streams");
+            token.cancel();
+        };
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(routes(self.shared), stop, Some(timeout))
+            .await?;
+        let tasks = streams.tasks();
+        tasks.close();
+        if tokio::time::timeout(timeout, tasks.wait()).await.is_err() {
+            tracing::warn!("shutdown timeout: some WebSocket streams did not end");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

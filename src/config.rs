@@ -1,0 +1,191 @@
+//! Configuration: every option a `--flag` with a `CHUNKSTREAM_*` env twin; defaults live here.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+const DEFAULT_MAX_STREAMS: usize = 10_000;
+const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 15;
+const DEFAULT_SSE_RETRY_MS: u64 = 1_000;
+const DEFAULT_WS_PING_SECS: u64 = 30;
+const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+
+/// The command line: serve (the default), or print the OpenAPI document.
+#[derive(Debug, Parser)]
+#[command(name = "chunkstream", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; without a subcommand, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// How to serve.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the OpenAPI document (what the committed `openapi.json` holds) and exit.
+    Openapi,
+}
+
+/// How the server runs.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on, `host:port` (port 0 picks a free port).
+    #[arg(long, env = "CHUNKSTREAM_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+
+    /// Most streams open at once, over all transports; past it new streams get 503.
+    #[arg(long, env = "CHUNKSTREAM_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS,
+          value_parser = parse_max_streams)]
+    pub max_streams: usize,
+
+    /// SSE: send a `: keep-alive` comment after this many seconds without traffic.
+    #[arg(long, env = "CHUNKSTREAM_SSE_KEEP_ALIVE_SECS", default_value_t = DEFAULT_SSE_KEEP_ALIVE_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub sse_keep_alive_secs: u64,
+
+    /// SSE: the reconnection delay (`retry:`) announced to clients, in milliseconds.
+    #[arg(long, env = "CHUNKSTREAM_SSE_RETRY_MS", default_value_t = DEFAULT_SSE_RETRY_MS,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub sse_retry_ms: u64,
+
+    /// WebSocket: ping a silent peer after this many seconds; drop it if the next ping
+    /// interval passes without an answer.
+    #[arg(long, env = "CHUNKSTREAM_WS_PING_SECS", default_value_t = DEFAULT_WS_PING_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ws_ping_secs: u64,
+
+    /// WebSocket: a cross-site origin allowed to open streams (e.g. `https://example.com`),
+    /// besides the server's own. Repeat the flag, or separate with commas in the env var.
+    #[arg(long = "allowed-origin", env = "CHUNKSTREAM_ALLOWED_ORIGIN", value_delimiter = ',',
+          value_parser = parse_origin)]
+    pub allowed_origins: Vec<String>,
+
+    /// On SIGINT/SIGTERM, wait at most this many seconds for open streams to end.
+    #[arg(long, env = "CHUNKSTREAM_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_ADDR.parse().expect("the default address parses"),
+            max_streams: DEFAULT_MAX_STREAMS,
+            sse_keep_alive_secs: DEFAULT_SSE_KEEP_ALIVE_SECS,
+            sse_retry_ms: DEFAULT_SSE_RETRY_MS,
+            ws_ping_secs: DEFAULT_WS_PING_SECS,
+            allowed_origins: Vec::new(),
+            shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl Config {
+    /// Silence after which SSE sends a keep-alive comment.
+    pub fn sse_keep_alive(&self) -> Duration {
+        Duration::from_secs(self.sse_keep_alive_secs)
+    }
+
+    /// Interval of WebSocket heartbeats.
+    pub fn ws_ping(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_secs)
+    }
+
+    /// How long shutdown waits for open streams.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// A limit of at least one stream.
+fn parse_max_streams(raw: &str) -> Result<usize, String> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{raw}` is not a positive whole number of streams")),
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, lower-case, no path.
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let origin = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!("`{raw}` is not an origin: it must start with http:// or https://")
+        })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "`{raw}` is not an origin: expected scheme://host[:port], nothing after"
+        ));
+    }
+    Ok(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("chunkstream").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let cli = parse(&[]).expect("no flags parse");
+        let c = cli.config;
+        let d = Config::default();
+        assert_eq!(c.addr, d.addr);
+        assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(
+            (c.max_streams, c.sse_keep_alive_secs, c.sse_retry_ms),
+            (10_000, 15, 1_000)
+        );
+        assert_eq!((c.ws_ping_secs, c.shutdown_timeout_secs), (30, 5));
+        assert!(c.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        let cli = parse(&[
+            "--allowed-origin",
+            "https://Example.com/",
+            "--allowed-origin",
+            "http://localhost:8080",
+        ])
+        .expect("valid origins");
+        assert_eq!(
+            cli.config.allowed_origins,
+            ["https://example.com", "http://localhost:8080"]
+        );
+        for bad in [
+            "example.com",
+            "https://",
+            "https://a.com/path",
+            "ftp://a.com",
+        ] {
+            let err = parse(&["--allowed-origin", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("origin"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        for args in [
+            &["--max-streams", "0"][..],
+            &["--addr", "nowhere"],
+            &["--sse-keep-alive-secs", "0"],
+            &["--ws-ping-secs=-1"],
+        ] {
+            let err = parse(args).expect_err("must be refused").to_string();
+            let flag = args[0].split('=').next().unwrap_or_default();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+    }
+}

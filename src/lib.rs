@@ -1,0 +1,23 @@
+//! chunkstream: one lazy generator of chunks, streamed three ways with Poem, and measured.
+//!
+//! # Layout
+//! - [`generator`]: `Chunk`, `StreamParams` and `chunks()`, the only place chunks are made.
+//! - [`transport`]: each wire format (`text`, `sse`, `ws`) from the chunk stream, nothing more.
+//! - [`streams`]: the open-stream limit, the shutdown token, and the guard that counts a
+//!   stream's outcome however it ends.
+//! - [`metrics`]: the Prometheus series of the contract.
+//! - [`api`]: the poem-openapi service: operations, validation, JSON errors, the spec.
+//! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
+//! - [`config`]: command line and `CHUNKSTREAM_*` environment.
+//! - [`shutdown`]: the SIGINT/SIGTERM signal.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod generator;
+pub mod metrics;
+pub mod shutdown;
+pub mod streams;
+pub mod transport;

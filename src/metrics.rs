@@ -1,0 +1,81 @@
+//! Prometheus metrics with the contract's names, kept per server (no global recorder).
+//!
+//! Each server owns its recorder and pre-registers one handle per transport and outcome, so
+//! the hot path touches an atomic, never a map, and tests can run many servers side by side.
+
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::streams::{Outcome, Transport};
+
+const OPEN_STREAMS: &str = "chunkstream_open_streams";
+const CHUNKS_SENT: &str = "chunkstream_chunks_sent_total";
+const STREAMS: &str = "chunkstream_streams_total";
+
+/// The handles of one transport.
+#[derive(Clone)]
+pub struct TransportMetrics {
+    /// `chunkstream_open_streams{transport}`.
+    pub open: Gauge,
+    /// `chunkstream_chunks_sent_total{transport}`.
+    pub chunks_sent: Counter,
+    /// `chunkstream_streams_total{transport, outcome}`, indexed by [`Outcome`].
+    outcomes: [Counter; Outcome::ALL.len()],
+}
+
+impl TransportMetrics {
+    /// The counter of streams that ended with `outcome`.
+    pub fn ended(&self, outcome: Outcome) -> &Counter {
+        &self.outcomes[outcome as usize]
+    }
+}
+
+/// The server's metrics: handles to update, and a handle to render them.
+#[derive(Clone)]
+pub struct Metrics {
+    per_transport: [TransportMetrics; Transport::ALL.len()],
+    render: PrometheusHandle,
+}
+
+impl Metrics {
+    /// A fresh recorder with every series of the contract registered at zero.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let meta = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+        let per_transport = Transport::ALL.map(|transport| {
+            let label = || Label::new("transport", transport.as_str());
+            let key = |name: &'static str| Key::from_parts(name, vec![label()]);
+            TransportMetrics {
+                open: recorder.register_gauge(&key(OPEN_STREAMS), &meta),
+                chunks_sent: recorder.register_counter(&key(CHUNKS_SENT), &meta),
+                outcomes: Outcome::ALL.map(|outcome| {
+                    let labels = vec![label(), Label::new("outcome", outcome.as_str())];
+                    recorder.register_counter(&Key::from_parts(STREAMS, labels), &meta)
+                }),
+            }
+        });
+        for m in &per_transport {
+            m.open.set(0.0);
+        }
+        Self {
+            per_transport,
+            render: recorder.handle(),
+        }
+    }
+
+    /// The handles for `transport`.
+    pub fn transport(&self, transport: Transport) -> &TransportMetrics {
+        &self.per_transport[transport as usize]
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.render.render()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,64 @@
+//! `text/event-stream`: a `retry:` hint, one `chunk` event per chunk, an `end` event.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use futures_util::Stream;
+use poem::Body;
+
+use super::{Encoder, Frames};
+use crate::{
+    generator::{Chunk, StreamParams},
+    streams::StreamGuard,
+};
+
+/// Encodes chunks as Server-Sent Events.
+pub struct SseEvents {
+    /// The reconnection delay announced to the client.
+    pub retry_ms: u64,
+}
+
+impl Encoder for SseEvents {
+    fn head(&mut self, out: &mut BytesMut) {
+        out.put_slice(b"retry: ");
+        out.put_slice(itoa::Buffer::new().format(self.retry_ms).as_bytes());
+        out.put_slice(b"\n\n");
+    }
+
+    fn chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
+        out.put_slice(b"id: ");
+        out.put_slice(itoa::Buffer::new().format(chunk.index).as_bytes());
+        out.put_slice(b"\nevent: chunk\ndata: ");
+        chunk.write_json(out);
+        out.put_slice(b"\n\n");
+    }
+
+    fn end(&mut self, count: u64, out: &mut BytesMut) {
+        out.put_slice(b"event: end\ndata: {\"count\":");
+        out.put_slice(itoa::Buffer::new().format(count).as_bytes());
+        out.put_slice(b"}\n\n");
+    }
+
+    fn keep_alive(&mut self, out: &mut BytesMut) {
+        out.put_slice(b": keep-alive\n\n");
+    }
+}
+
+/// The event-stream body for `chunks`, with a keep-alive comment after `keep_alive` of silence.
+pub fn body(
+    chunks: impl Stream<Item = Chunk> + Send + 'static,
+    params: &StreamParams,
+    guard: StreamGuard,
+    retry_ms: u64,
+    keep_alive: Duration,
+) -> Body {
+    let frames = Frames::new(
+        chunks,
+        SseEvents { retry_ms },
+        guard,
+        params.start(),
+        params.count(),
+    )
+    .keep_alive(keep_alive);
+    Body::from_bytes_stream(frames)
+}

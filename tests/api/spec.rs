@@ -1,0 +1,78 @@
+//! The OpenAPI document: served, committed, and saying what the contract says.
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn served_spec_is_the_committed_openapi_json() {
+    let app = spawn_app().await;
+    let resp = app.get("/openapi.json").await;
+    assert_eq!(resp.status(), 200);
+    let served = resp.text().await.unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"))
+        .expect("openapi.json is committed");
+    assert!(
+        served == committed,
+        "openapi.json is stale: run `cargo run -- openapi > openapi.json`"
+    );
+}
+
+#[tokio::test]
+async fn spec_documents_the_text_stream() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let op = &spec["paths"]["/stream"]["get"];
+    let param = |name: &str| {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("parameter {name}"))
+            .clone()
+    };
+    assert_eq!(param("count")["schema"]["default"], 10);
+    assert_eq!(param("count")["schema"]["maximum"], 100_000_000.0);
+    assert_eq!(param("interval_ms")["schema"]["maximum"], 60_000.0);
+    assert_eq!(param("start")["schema"]["default"], 0);
+    let responses = &op["responses"];
+    assert!(responses["200"]["content"]["text/plain; charset=utf-8"].is_object());
+    assert_eq!(
+        responses["400"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    assert!(responses["503"]["headers"]["RETRY-AFTER"].is_object());
+    assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+#[tokio::test]
+async fn docs_serve_swagger_ui_from_the_binary() {
+    let app = spawn_app().await;
+    let resp = app.get("/docs").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("SwaggerUIBundle"),
+        "Swagger UI's script is inline"
+    );
+    assert!(!html.contains("cdn"), "no CDN: /docs must work offline");
+    assert!(html.contains("/stream"), "the spec is embedded in the page");
+}
+
+#[tokio::test]
+async fn page_is_served_at_the_root() {
+    let app = spawn_app().await;
+    let resp = app.get("/").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}

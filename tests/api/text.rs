@@ -1,0 +1,153 @@
+//! `GET /stream`: exact bodies, edges, liveness, and a client that goes away.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use crate::helpers::{spawn_app, wait_until};
+
+fn lines(range: std::ops::Range<u64>) -> String {
+    range.map(|i| format!("Data Chunk {i}\n")).collect()
+}
+
+#[tokio::test]
+async fn default_stream_is_the_flask_example() {
+    let app = spawn_app().await;
+    let resp = app.get("/stream").await;
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers();
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    assert!(headers.get("content-length").is_none());
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(headers["x-accel-buffering"], "no");
+    assert_eq!(resp.text().await.unwrap(), lines(0..10));
+}
+
+#[tokio::test]
+async fn start_and_count_edges() {
+    let app = spawn_app().await;
+    let cases = [
+        ("count zero", "/stream?count=0", String::new()),
+        (
+            "start equals count",
+            "/stream?count=5&start=5",
+            String::new(),
+        ),
+        ("start inside", "/stream?count=5&start=3", lines(3..5)),
+        ("count one", "/stream?count=1", lines(0..1)),
+        (
+            "count at the maximum",
+            "/stream?count=100000000&start=99999998",
+            lines(99_999_998..100_000_000),
+        ),
+        (
+            "interval at the maximum, one chunk",
+            "/stream?count=1&interval_ms=60000",
+            lines(0..1),
+        ),
+    ];
+    for (name, path, expected) in cases {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 200, "{name}");
+        assert_eq!(resp.text().await.unwrap(), expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_stream_arrives_complete_and_in_order() {
+    let app = spawn_app().await;
+    let body = app.get("/stream?count=200000").await.text().await.unwrap();
+    assert_eq!(body, lines(0..200_000));
+    let completed = app
+        .metric(
+            "chunkstream_streams_total",
+            &[("transport", "text"), ("outcome", "completed")],
+        )
+        .await;
+    assert_eq!(completed, 1.0);
+}
+
+#[tokio::test]
+async fn lines_are_written_as_they_are_made() {
+    let app = spawn_app().await;
+    let sent = Instant::now();
+    let resp = app.get("/stream?count=3&interval_ms=300").await;
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let mut arrivals = Vec::new();
+    while let Some(bytes) = body.next().await {
+        text.push_str(std::str::from_utf8(&bytes.unwrap()).unwrap());
+        while arrivals.len() < text.matches('\n').count() {
+            arrivals.push(sent.elapsed());
+        }
+    }
+    assert_eq!(text, lines(0..3));
+    assert_eq!(arrivals.len(), 3);
+    // The first line comes at once, the last about 600 ms later: nothing waits for the end.
+    assert!(arrivals[0] < Duration::from_millis(250), "{arrivals:?}");
+    assert!(
+        arrivals[2] - arrivals[0] >= Duration::from_millis(550),
+        "{arrivals:?}"
+    );
+    assert!(
+        arrivals[1] - arrivals[0] >= Duration::from_millis(250),
+        "{arrivals:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_stops_its_generator() {
+    let app = spawn_app().await;
+    let open = || app.metric("chunkstream_open_streams", &[("transport", "text")]);
+    let sent = || app.metric("chunkstream_chunks_sent_total", &[("transport", "text")]);
+    // A paced stream (the generator waits between chunks) and a flat-out one (it never does).
+    for path in [
+        "/stream?count=100000&interval_ms=20",
+        "/stream?count=100000000",
+    ] {
+        let resp = app.get(path).await;
+        let mut body = resp.bytes_stream();
+        let first = body.next().await.expect("a first frame").unwrap();
+        assert!(first.starts_with(b"Data Chunk 0\n"), "{path}");
+        assert_eq!(open().await, 1.0, "{path}");
+        drop(body);
+        wait_until(Duration::from_secs(1), "the stream to close", || async {
+            open().await == 0.0
+        })
+        .await;
+        let after = sent().await;
+        // Long enough for a paced generator to make several more chunks, were it alive.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(sent().await, after, "{path}: chunks still being sent");
+    }
+    let gone = app
+        .metric(
+            "chunkstream_streams_total",
+            &[("transport", "text"), ("outcome", "client_gone")],
+        )
+        .await;
+    assert_eq!(gone, 2.0);
+}
+
+#[tokio::test]
+async fn shutdown_ends_an_open_text_body_cleanly_and_at_once() {
+    let app = spawn_app().await;
+    let resp = app.get("/stream?count=1000&interval_ms=1000").await;
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("first line").unwrap();
+    assert_eq!(&first[..], b"Data Chunk 0\n");
+    let asked = Instant::now();
+    let server = tokio::spawn(app.shutdown());
+    // The body ends without an error (a clean end of the chunked body), long before the
+    // next chunk would have been due.
+    let rest: Vec<_> = body.collect().await;
+    assert!(rest.iter().all(Result::is_ok), "{rest:?}");
+    assert!(asked.elapsed() < Duration::from_millis(500));
+    server.await.unwrap().expect("server stopped cleanly");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+}
