@@ -7,7 +7,9 @@
 
 mod ops;
 mod payload;
+mod sse;
 mod text;
+mod ws;
 
 use std::sync::Arc;
 
@@ -126,12 +128,17 @@ fn default_count() -> u64 {
 }
 
 /// The service: every operation, ready to nest under `/`.
-pub type Service = OpenApiService<(text::TextApi, ops::OpsApi), ()>;
+pub type Service = OpenApiService<(text::TextApi, sse::SseApi, ws::WsApi, ops::OpsApi), ()>;
 
 /// The OpenAPI service over `shared`.
 pub fn service(shared: Shared) -> Service {
     OpenApiService::new(
-        (text::TextApi(shared.clone()), ops::OpsApi(shared)),
+        (
+            text::TextApi(shared.clone()),
+            sse::SseApi(shared.clone()),
+            ws::WsApi(shared.clone()),
+            ops::OpsApi(shared),
+        ),
         "chunkstream",
         env!("CARGO_PKG_VERSION"),
     )
