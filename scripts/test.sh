@@ -4,4 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The live page's browser tests (tests/api/browser.rs) drive Debian's headless Chromium
+# through ChromeDriver: install both when missing (a browser download at test time is not
+# possible; Debian's packages are).
+if [ ! -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver for the browser tests" >&2
+    sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 cargo test --locked --all-targets

@@ -1,0 +1,408 @@
+// chunkstream live page: one generator, read over three transports, rendered as it arrives.
+//
+// Every URL is relative to the page (`stream?…`, `stream/sse?…`, a WebSocket URL built from
+// `location`), so the page works on any host and port and behind a reverse proxy.
+//
+// Each panel exposes its state on its element for tests and curious readers:
+//   data-state     idle | connecting | streaming | paused | reconnecting | done | stopped | error
+//   data-count     chunks received
+//   data-last      index of the last chunk received
+//   data-in-order  "true" while every chunk was the one after its predecessor
+"use strict";
+
+/** How many chunks each panel keeps in the DOM: a stream of 10 million stays 50 nodes. */
+const SHOWN = 50;
+/** How often the clock-driven figures (elapsed, chunks/s) refresh, in ms. */
+const TICK_MS = 250;
+/** How long a WebSocket may take to close after a `stop` before the page closes it. */
+const STOP_GRACE_MS = 2000;
+
+const TRANSPORTS = ["text", "sse", "ws"];
+
+/** One panel: the figures and the last chunks of one transport. */
+class Panel {
+  constructor(transport) {
+    this.transport = transport;
+    this.el = document.getElementById(`panel-${transport}`);
+    this.el.append(document.getElementById("panel-body").content.cloneNode(true));
+    const $ = (sel) => this.el.querySelector(sel);
+    this.stateEl = $(".state");
+    this.receivedEl = $(".received");
+    this.rateEl = $(".rate");
+    this.firstEl = $(".first");
+    this.elapsedEl = $(".elapsed");
+    this.errorEl = $(".error");
+    this.listEl = $(".chunks");
+    this.run = null;
+  }
+
+  /** Forgets the previous run and shows an empty panel. */
+  reset(run) {
+    this.run = run;
+    this.pending = [];
+    this.renderQueued = false;
+    this.listEl.replaceChildren();
+    this.errorEl.hidden = true;
+    this.errorEl.textContent = "";
+    this.el.dataset.count = "0";
+    this.el.dataset.inOrder = "true";
+    delete this.el.dataset.last;
+    delete this.el.dataset.firstMs;
+    this.receivedEl.textContent = "0";
+    this.rateEl.textContent = "–";
+    this.firstEl.textContent = "–";
+    this.elapsedEl.textContent = "–";
+  }
+
+  setState(state) {
+    this.el.dataset.state = state;
+    this.stateEl.textContent = state === "connecting" ? "connecting…" : state;
+  }
+
+  showError(message) {
+    this.errorEl.textContent = message;
+    this.errorEl.hidden = false;
+  }
+
+  /** Queues a chunk for the next frame; only the last SHOWN are ever kept. */
+  queue(index, text) {
+    this.pending.push([index, text]);
+    if (this.pending.length > SHOWN) this.pending.splice(0, this.pending.length - SHOWN);
+    if (!this.renderQueued) {
+      this.renderQueued = true;
+      requestAnimationFrame(() => this.render());
+    }
+  }
+
+  /** Writes the queued chunks and the counters: at most once a frame, however fast chunks come. */
+  render() {
+    this.renderQueued = false;
+    const run = this.run;
+    if (!run) return;
+    const items = this.pending.map(([index, text]) => {
+      const li = document.createElement("li");
+      li.dataset.index = String(index);
+      li.textContent = text;
+      return li;
+    });
+    this.pending = [];
+    this.listEl.append(...items);
+    const excess = this.listEl.childElementCount - SHOWN;
+    for (let i = 0; i < excess; i++) this.listEl.firstElementChild.remove();
+    this.listEl.scrollTop = this.listEl.scrollHeight; // newest in view
+    this.el.dataset.count = String(run.received);
+    this.el.dataset.inOrder = String(run.inOrder);
+    if (run.lastIndex !== null) this.el.dataset.last = String(run.lastIndex);
+    this.receivedEl.textContent = run.received.toLocaleString("en");
+    if (run.firstMs !== null) {
+      this.el.dataset.firstMs = String(run.firstMs);
+      this.firstEl.textContent = `${run.firstMs} ms`;
+    }
+    this.tick();
+  }
+
+  /** Refreshes the figures that depend on the clock. */
+  tick() {
+    const run = this.run;
+    if (!run) return;
+    const seconds = ((run.endedAt ?? performance.now()) - run.startedAt) / 1000;
+    this.elapsedEl.textContent = `${seconds.toFixed(1)} s`;
+    this.rateEl.textContent = seconds > 0 ? (run.received / seconds).toFixed(1) : "–";
+  }
+}
+
+/** One stream over one transport, from Start to done, stopped or error. */
+class Run {
+  constructor(panel, params) {
+    this.panel = panel;
+    this.params = params;
+    this.expected = params.expected; // chunks the parameters ask for, when known
+    this.received = 0;
+    this.lastIndex = null;
+    this.inOrder = true;
+    this.firstMs = null;
+    this.startedAt = performance.now();
+    this.endedAt = null;
+    this.stopping = false;
+    this.state = "connecting";
+    panel.reset(this);
+    panel.setState("connecting");
+  }
+
+  get current() {
+    return this.panel.run === this;
+  }
+
+  get active() {
+    return this.endedAt === null;
+  }
+
+  setState(state) {
+    if (!this.current) return;
+    this.state = state;
+    this.panel.setState(state);
+    controls.refresh();
+  }
+
+  chunk(index, text) {
+    if (!this.current || !this.active) return;
+    if (this.firstMs === null) this.firstMs = Math.round(performance.now() - this.startedAt);
+    const next = this.lastIndex === null ? this.params.start : this.lastIndex + 1;
+    if (index !== next) this.inOrder = false;
+    this.lastIndex = index;
+    this.received += 1;
+    this.panel.queue(index, text);
+  }
+
+  /** Ends the run in `state`; `message`, when given, is shown to the user. */
+  end(state, message) {
+    if (!this.current || !this.active) return;
+    this.endedAt = performance.now();
+    if (message) this.panel.showError(message);
+    this.setState(state);
+    this.panel.render();
+  }
+
+  /** Ends the run as done, or as an error if chunks are missing. */
+  complete() {
+    if (this.expected !== null && this.received !== this.expected) {
+      this.end("error", `the stream ended after ${this.received} of ${this.expected} chunks`);
+    } else {
+      this.end("done");
+    }
+  }
+}
+
+/** The server's message from an error response: its JSON `error`, else its text. */
+async function errorMessage(resp) {
+  let body = "";
+  try {
+    body = await resp.text();
+    const json = JSON.parse(body);
+    if (json && typeof json.error === "string") body = json.error;
+  } catch (_) {
+    // Not JSON: show the text as it is.
+  }
+  return `HTTP ${resp.status}${body ? `: ${body}` : ""}`;
+}
+
+/**
+ * Why a stream that a browser API refuses to explain (EventSource, WebSocket) failed: the
+ * same URL fetched plainly answers with the server's JSON error. A success is cut off at once.
+ */
+async function diagnose(url) {
+  const abort = new AbortController();
+  try {
+    const resp = await fetch(url, { signal: abort.signal, cache: "no-store" });
+    if (!resp.ok) return await errorMessage(resp);
+    return null;
+  } catch (_) {
+    return null;
+  } finally {
+    abort.abort();
+  }
+}
+
+/** Text: fetch, then read the body as it arrives and split it into lines across reads. */
+async function runText(run) {
+  const url = `stream?${run.params.query}`;
+  run.abort = new AbortController();
+  run.stop = () => {
+    run.end("stopped");
+    run.abort.abort();
+  };
+  try {
+    const resp = await fetch(url, { signal: run.abort.signal, cache: "no-store" });
+    if (!resp.ok) {
+      run.end("error", await errorMessage(resp));
+      return;
+    }
+    run.setState("streaming");
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let partial = ""; // the start of a line whose end has not arrived yet
+    const line = (text) => {
+      const m = /^Data Chunk (\d+)$/.exec(text);
+      run.chunk(m ? Number(m[1]) : NaN, text);
+    };
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const lines = (partial + decoder.decode(value, { stream: true })).split("\n");
+      partial = lines.pop();
+      lines.forEach(line);
+    }
+    partial += decoder.decode();
+    if (partial) line(partial); // a last line without its newline: shown, counted, not lost
+    run.complete();
+  } catch (err) {
+    if (run.abort.signal.aborted) return; // Stop: already ended as "stopped"
+    run.end("error", `the stream broke: ${err.message}`);
+  }
+}
+
+/** SSE: EventSource, closed on the `end` event (else it would reconnect forever). */
+function runSse(run) {
+  const url = `stream/sse?${run.params.query}`;
+  const es = new EventSource(url);
+  run.stop = () => {
+    es.close();
+    run.end("stopped");
+  };
+  es.addEventListener("open", () => run.setState("streaming"));
+  es.addEventListener("chunk", (e) => {
+    const chunk = JSON.parse(e.data);
+    run.chunk(chunk.index, chunk.text);
+  });
+  es.addEventListener("end", () => {
+    es.close();
+    run.complete();
+  });
+  es.addEventListener("error", async () => {
+    if (es.readyState !== EventSource.CLOSED) {
+      // The browser reconnects by itself, sending Last-Event-ID: the stream resumes.
+      run.setState("reconnecting");
+      return;
+    }
+    // Closed for good: a non-200 answer (a 400, or 204 when nothing was left).
+    const message = await diagnose(url);
+    run.end("error", message ?? "the event stream failed");
+  });
+}
+
+/** WebSocket: one text frame per chunk; pause, resume and stop are control messages. */
+function runWs(run) {
+  const url = new URL(`stream/ws?${run.params.query}`, location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url);
+  let opened = false;
+  const send = (action) => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ action }));
+  };
+  run.pause = () => {
+    send("pause");
+    run.setState("paused");
+  };
+  run.resume = () => {
+    send("resume");
+    run.setState("streaming");
+  };
+  run.stop = () => {
+    run.stopping = true;
+    send("stop"); // the server closes with 1000
+    setTimeout(() => ws.close(), STOP_GRACE_MS);
+    run.end("stopped");
+  };
+  ws.addEventListener("open", () => {
+    opened = true;
+    run.setState("streaming");
+  });
+  ws.addEventListener("message", (e) => {
+    const msg = JSON.parse(e.data);
+    if (typeof msg.error === "string") {
+      run.panel.showError(`server: ${msg.error}`); // the stream goes on
+    } else {
+      run.chunk(msg.index, msg.text);
+    }
+  });
+  ws.addEventListener("close", async (e) => {
+    if (run.stopping) return;
+    if (!opened) {
+      // The upgrade was refused; the browser hides the answer, so ask for it again.
+      const message = await diagnose(url.href.replace(/^ws/, "http"));
+      run.end("error", message ?? `the WebSocket was refused (close code ${e.code})`);
+    } else if (e.code === 1000) {
+      run.complete();
+    } else {
+      run.end("error", `the WebSocket closed with code ${e.code}${e.reason ? ` (${e.reason})` : ""}`);
+    }
+  });
+}
+
+const RUNNERS = { text: runText, sse: runSse, ws: runWs };
+
+/** The form: reads the parameters, starts and stops runs, keeps the buttons truthful. */
+const controls = {
+  init() {
+    this.form = document.getElementById("controls");
+    this.panelsEl = document.getElementById("panels");
+    this.buttons = {};
+    for (const id of ["start", "stop", "pause", "resume"]) {
+      this.buttons[id] = document.getElementById(id);
+    }
+    this.panels = Object.fromEntries(TRANSPORTS.map((t) => [t, new Panel(t)]));
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.start();
+    });
+    this.form.addEventListener("change", (e) => {
+      if (e.target.name === "transport") this.showPanels();
+    });
+    this.buttons.stop.addEventListener("click", () => this.stop());
+    this.buttons.pause.addEventListener("click", () => this.panels.ws.run?.pause?.());
+    this.buttons.resume.addEventListener("click", () => this.panels.ws.run?.resume?.());
+    setInterval(() => this.tick(), TICK_MS);
+    this.showPanels();
+    this.refresh();
+  },
+
+  get mode() {
+    return this.form.elements.transport.value;
+  },
+
+  get transports() {
+    return this.mode === "race" ? TRANSPORTS : [this.mode];
+  },
+
+  /** The query string, as typed: the server checks it and explains what is wrong. */
+  params() {
+    const query = new URLSearchParams();
+    for (const name of ["count", "interval_ms"]) {
+      const value = this.form.elements[name].value.trim();
+      if (value !== "") query.set(name, value);
+    }
+    const count = query.has("count") ? Number(query.get("count")) : 10;
+    return {
+      query: query.toString(),
+      start: 0,
+      expected: Number.isSafeInteger(count) && count >= 0 ? count : null,
+    };
+  },
+
+  runs() {
+    return TRANSPORTS.map((t) => this.panels[t].run).filter((r) => r && r.active);
+  },
+
+  showPanels() {
+    this.panelsEl.dataset.mode = this.mode;
+    for (const t of TRANSPORTS) this.panels[t].el.hidden = !this.transports.includes(t);
+  },
+
+  start() {
+    this.stop();
+    this.showPanels();
+    const params = this.params();
+    for (const t of this.transports) RUNNERS[t](new Run(this.panels[t], params));
+    this.refresh();
+  },
+
+  stop() {
+    for (const run of this.runs()) run.stop?.();
+    this.refresh();
+  },
+
+  tick() {
+    for (const run of this.runs()) run.panel.tick();
+  },
+
+  refresh() {
+    const running = this.runs().length > 0;
+    const ws = this.panels.ws.run;
+    const wsActive = Boolean(ws && ws.active);
+    this.buttons.stop.disabled = !running;
+    this.buttons.pause.disabled = !(wsActive && ws.state === "streaming");
+    this.buttons.resume.disabled = !(wsActive && ws.state === "paused");
+  },
+};
+
+controls.init();

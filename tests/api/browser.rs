@@ -1,0 +1,548 @@
+//! The live page in a real browser: headless Chromium driven over WebDriver (chromedriver),
+//! against the page that `spawn_app()` serves.
+//!
+//! Chromium and chromedriver come from Debian (`apt-get install -y chromium chromium-driver`;
+//! `./scripts/test.sh` installs them). Without them these tests fail, saying so: a page test
+//! that skips itself is a page that nobody tests. Screenshots land in `target/browser/`.
+//! The page exposes each panel's state as `data-*` attributes; the tests read those, and the
+//! server's own metrics, under deadlines — never after a sleep.
+
+use std::{
+    env,
+    panic::AssertUnwindSafe,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator, key::Key};
+use futures_util::FutureExt;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::helpers::{TestApp, spawn_app, wait_until};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "chromedriver";
+/// Time allowed for anything the page should show soon (generous: CI machines are slow and
+/// the other tests of this binary run at the same time).
+const SOON: Duration = Duration::from_secs(15);
+
+/// One browser at a time: each is a few processes, and the machine has two cores.
+static ONE_BROWSER: Mutex<()> = Mutex::const_new(());
+
+/// A headless Chromium with a fresh profile, driven by its own chromedriver.
+struct Browser {
+    client: Client,
+    driver_url: String,
+    session: String,
+    http: reqwest::Client,
+    /// The page's base URL (`http://127.0.0.1:port/`).
+    base: String,
+}
+
+/// What one panel of the page shows, read in one go.
+#[derive(Debug, Clone)]
+struct Panel {
+    state: String,
+    count: u64,
+    last: Option<u64>,
+    in_order: bool,
+    first_ms: Option<u64>,
+    /// `data-index` of each chunk in the DOM, oldest first.
+    indexes: Vec<u64>,
+    /// Text of each chunk in the DOM.
+    texts: Vec<String>,
+    error: String,
+    received: String,
+    rate: String,
+    elapsed: String,
+}
+
+impl Panel {
+    fn from_json(v: &Value) -> Self {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let n = |k: &str| v[k].as_str().and_then(|s| s.parse().ok());
+        Self {
+            state: s("state"),
+            count: n("count").unwrap_or(0),
+            last: n("last"),
+            in_order: v["inOrder"].as_str() == Some("true"),
+            first_ms: n("firstMs"),
+            indexes: v["indexes"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|i| i.as_str()?.parse().ok()).collect())
+                .unwrap_or_default(),
+            texts: v["texts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| Some(t.as_str()?.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            error: s("error"),
+            received: s("received"),
+            rate: s("rate"),
+            elapsed: s("elapsed"),
+        }
+    }
+
+    /// The elapsed figure in seconds (`"2.3 s"`).
+    fn elapsed_secs(&self) -> f64 {
+        self.elapsed
+            .trim_end_matches(" s")
+            .parse()
+            .unwrap_or_else(|_| panic!("elapsed is not a duration: {self:?}"))
+    }
+}
+
+/// Where screenshots go: `target/browser/` (or under `CARGO_TARGET_DIR`).
+fn screenshot_dir() -> PathBuf {
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("browser")
+}
+
+/// A port nobody listens on right now, for chromedriver.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A chromedriver process, killed when dropped (also when a test panics).
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts chromedriver, failing the test with the fix when it or Chromium is missing.
+fn start_chromedriver(port: u16) -> Driver {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: the browser tests need Debian's Chromium and ChromeDriver \
+         (`apt-get update && apt-get install -y chromium chromium-driver`; ./scripts/test.sh \
+         installs them)"
+    );
+    let child = std::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start `{CHROMEDRIVER}` ({e}): the browser tests need Debian's Chromium \
+                 and ChromeDriver (`apt-get update && apt-get install -y chromium \
+                 chromium-driver`; ./scripts/test.sh installs them)"
+            )
+        });
+    Driver(child)
+}
+
+/// Runs `test` against a fresh headless Chromium on `app`'s page. Whatever happens, the
+/// browser is closed, and a failing test leaves a screenshot `target/browser/{name}-failed.png`.
+async fn with_browser(app: &TestApp, name: &str, test: impl AsyncFnOnce(&Browser)) {
+    let _one = ONE_BROWSER.lock().await;
+    let port = free_port();
+    let driver = start_chromedriver(port);
+    let driver_url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_until(SOON, "chromedriver to accept sessions", || {
+        let status = http.get(format!("{driver_url}/status")).send();
+        async move {
+            match status.await {
+                Ok(resp) => resp
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|v| v["value"]["ready"] == true),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+
+    let profile = tempfile::tempdir().expect("a temporary Chromium profile");
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,900",
+        &format!("--user-data-dir={}", profile.path().display()),
+    ];
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        // Every console message and failed load, read back through chromedriver.
+        "goog:loggingPrefs": { "browser": "ALL" },
+    });
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(
+            capabilities
+                .as_object()
+                .expect("capabilities object")
+                .clone(),
+        )
+        .connect(&driver_url)
+        .await
+        .expect("a Chromium session from chromedriver");
+    let session = client
+        .session_id()
+        .await
+        .expect("session id")
+        .expect("a session");
+    let browser = Browser {
+        client: client.clone(),
+        driver_url,
+        session,
+        http,
+        base: app.url("/"),
+    };
+
+    let outcome = AssertUnwindSafe(test(&browser)).catch_unwind().await;
+    if outcome.is_err() {
+        browser.screenshot(&format!("{name}-failed")).await;
+    }
+    let _ = client.close().await;
+    drop(driver);
+    drop(profile);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+impl Browser {
+    /// Opens the live page and checks it loaded without a console error.
+    async fn open_page(&self) {
+        self.client.goto(&self.base).await.expect("open the page");
+        self.client
+            .wait()
+            .at_most(SOON)
+            .for_element(Locator::Css("#panel-text .state"))
+            .await
+            .expect("the page's script filled in the panels");
+        self.assert_no_console_errors("loading the page").await;
+    }
+
+    /// Runs a script in the page and returns its value.
+    async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Reads one panel.
+    async fn panel(&self, transport: &str) -> Panel {
+        let v = self
+            .js(&format!(
+                r#"const p = document.getElementById("panel-{transport}");
+                const q = (s) => p.querySelector(s).textContent;
+                const items = [...p.querySelectorAll(".chunks li")];
+                return {{
+                    state: p.dataset.state, count: p.dataset.count, last: p.dataset.last,
+                    inOrder: p.dataset.inOrder, firstMs: p.dataset.firstMs,
+                    indexes: items.map((li) => li.dataset.index),
+                    texts: items.map((li) => li.textContent),
+                    error: q(".error"), received: q(".received"), rate: q(".rate"),
+                    elapsed: q(".elapsed"),
+                }};"#
+            ))
+            .await;
+        Panel::from_json(&v)
+    }
+
+    /// Polls a panel until `ready` holds; fails with the last reading after `deadline`.
+    async fn wait_panel(
+        &self,
+        transport: &str,
+        what: &str,
+        deadline: Duration,
+        ready: impl Fn(&Panel) -> bool,
+    ) -> Panel {
+        let start = Instant::now();
+        loop {
+            let panel = self.panel(transport).await;
+            if ready(&panel) {
+                return panel;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{transport}: timed out after {deadline:?} waiting for {what}; the panel shows {panel:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    }
+
+    /// Types `value` into the input `id`, as a user would.
+    async fn fill(&self, id: &str, value: &str) {
+        let input = self.find(&format!("#{id}")).await;
+        input.clear().await.expect("clear the input");
+        input.send_keys(value).await.expect("type into the input");
+    }
+
+    /// Chooses a transport (`text`, `sse`, `ws` or `race`) and the parameters.
+    async fn choose(&self, mode: &str, count: u64, interval_ms: u64) {
+        self.click(&format!("input[name=transport][value={mode}]"))
+            .await;
+        self.fill("count", &count.to_string()).await;
+        self.fill("interval_ms", &interval_ms.to_string()).await;
+    }
+
+    async fn is_disabled(&self, id: &str) -> bool {
+        self.js(&format!(
+            r#"return document.getElementById("{id}").disabled;"#
+        ))
+        .await
+        .as_bool()
+        .expect("a boolean")
+    }
+
+    /// Saves a PNG of the viewport as `target/browser/{name}.png`.
+    async fn screenshot(&self, name: &str) {
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("create the screenshot folder");
+        match self.client.screenshot().await {
+            Ok(png) => {
+                std::fs::write(dir.join(format!("{name}.png")), png).expect("save screenshot")
+            }
+            Err(e) => eprintln!("no screenshot {name}: {e}"),
+        }
+    }
+
+    /// Console messages and failed loads logged at SEVERE since the last call.
+    async fn console_errors(&self) -> Vec<String> {
+        let logs: Value = self
+            .http
+            .post(format!(
+                "{}/session/{}/se/log",
+                self.driver_url, self.session
+            ))
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await
+            .expect("chromedriver answers for the browser log")
+            .json()
+            .await
+            .expect("the browser log as JSON");
+        logs["value"]
+            .as_array()
+            .expect("a list of log entries")
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    async fn assert_no_console_errors(&self, during: &str) {
+        let errors = self.console_errors().await;
+        assert!(
+            errors.is_empty(),
+            "console errors while {during}: {errors:#?}"
+        );
+    }
+}
+
+/// `chunkstream_chunks_sent_total{transport}`, 0 before the first stream.
+async fn chunks_sent(app: &TestApp, transport: &str) -> f64 {
+    series(app, "chunkstream_chunks_sent_total", transport).await
+}
+
+async fn open_streams(app: &TestApp, transport: &str) -> f64 {
+    series(app, "chunkstream_open_streams", transport).await
+}
+
+async fn series(app: &TestApp, name: &str, transport: &str) -> f64 {
+    let key = format!("{name}{{transport=\"{transport}\"}}");
+    app.metrics().await.get(&key).copied().unwrap_or(0.0)
+}
+
+/// One transport end to end: chunks show up while the server is still producing them, all
+/// arrive in order with live figures, and Stop ends the stream on the server too.
+async fn streams_live_in_order_and_stops(transport: &str) {
+    let app = spawn_app().await;
+    with_browser(&app, transport, async |b| {
+        b.open_page().await;
+        let count = 12;
+        let interval_ms = 200;
+        b.choose(transport, count, interval_ms).await;
+        let sent_before = chunks_sent(&app, transport).await;
+        // Start from the keyboard: Enter in a field submits the form.
+        b.find("#interval_ms")
+            .await
+            .send_keys(&Key::Enter.to_string())
+            .await
+            .expect("press Enter");
+
+        let early = b
+            .wait_panel(transport, "the first chunks", SOON, |p| p.count >= 2)
+            .await;
+        let sent = chunks_sent(&app, transport).await - sent_before;
+        assert!(
+            sent < count as f64,
+            "the first chunks must be on the page before the server sends the last \
+             (sent {sent} of {count}); the panel: {early:?}"
+        );
+        assert!(
+            matches!(early.state.as_str(), "streaming" | "done"),
+            "{early:?}"
+        );
+        assert_eq!(early.received, early.count.to_string(), "{early:?}");
+        let first_ms = early.first_ms.expect("time to first chunk");
+        assert!(first_ms < 5_000, "time to first chunk {first_ms} ms");
+        assert_ne!(early.rate, "–", "chunks/s is shown: {early:?}");
+        assert!(
+            !b.is_disabled("stop").await,
+            "Stop is enabled while streaming"
+        );
+        b.screenshot(&format!("{transport}-streaming")).await;
+
+        let done = b
+            .wait_panel(transport, "the end of the stream", SOON, |p| {
+                p.state != "streaming" && p.state != "connecting"
+            })
+            .await;
+        assert_eq!(done.state, "done", "{done:?}");
+        assert_eq!(done.count, count, "{done:?}");
+        assert_eq!(done.last, Some(count - 1), "{done:?}");
+        assert!(done.in_order, "{done:?}");
+        assert_eq!(done.indexes, (0..count).collect::<Vec<_>>(), "{done:?}");
+        let texts: Vec<String> = (0..count).map(|i| format!("Data Chunk {i}")).collect();
+        assert_eq!(done.texts, texts);
+        assert!(done.error.is_empty(), "{done:?}");
+        // 11 intervals of 200 ms: the elapsed figure followed the stream.
+        assert!(
+            done.elapsed_secs() >= 2.0 && done.elapsed_secs() > early.elapsed_secs(),
+            "elapsed: {early:?} then {done:?}"
+        );
+        assert!(b.is_disabled("stop").await, "Stop is disabled once done");
+        b.screenshot(&format!("{transport}-done")).await;
+
+        // Stop: a long stream, stopped after a few chunks, ends on the server.
+        b.choose(transport, 100_000, 50).await;
+        b.click("#start").await;
+        b.wait_panel(transport, "a few chunks", SOON, |p| p.count >= 3)
+            .await;
+        b.click("#stop").await;
+        let stopped = b
+            .wait_panel(transport, "the stopped state", SOON, |p| {
+                p.state == "stopped"
+            })
+            .await;
+        wait_until(SOON, "the server to close the stopped stream", || {
+            open_streams(&app, transport).map(|n| n == 0.0)
+        })
+        .await;
+        let after = b.panel(transport).await;
+        assert_eq!(after.state, "stopped");
+        assert!(after.count < 100_000, "{after:?}");
+        assert!(
+            after.count <= stopped.count + 1,
+            "{stopped:?} then {after:?}"
+        );
+        assert!(b.is_disabled("stop").await, "Stop is disabled once stopped");
+        b.assert_no_console_errors("streaming and stopping").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn text_streams_live_in_order_and_stops_in_the_browser() {
+    streams_live_in_order_and_stops("text").await;
+}
+
+#[tokio::test]
+async fn a_bad_count_shows_the_servers_message_in_the_browser() {
+    let app = spawn_app().await;
+    with_browser(&app, "bad-count", async |b| {
+        b.open_page().await;
+        for transport in ["text"] {
+            b.choose(transport, 100_000_001, 0).await;
+            b.click("#start").await;
+            let panel = b
+                .wait_panel(transport, "the error", SOON, |p| p.state == "error")
+                .await;
+            assert!(
+                panel.error.contains("400") && panel.error.contains("`count`"),
+                "the server's message is shown: {panel:?}"
+            );
+            assert_eq!(panel.count, 0);
+        }
+        b.screenshot("bad-count").await;
+        // The browser itself reports the failed load; nothing else may go wrong.
+        let errors = b.console_errors().await;
+        let unexpected: Vec<_> = errors
+            .iter()
+            .filter(|e| !(e.contains("/stream") && e.contains("400")))
+            .collect();
+        assert!(unexpected.is_empty(), "console errors: {unexpected:#?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn docs_link_renders_the_operations_in_the_browser() {
+    let app = spawn_app().await;
+    with_browser(&app, "docs", async |b| {
+        b.open_page().await;
+        // The links are relative, so they work under any prefix a proxy adds.
+        let hrefs = b
+            .js(r#"return [...document.querySelectorAll("nav a")].map((a) => a.getAttribute("href"));"#)
+            .await;
+        assert_eq!(hrefs, json!(["docs", "openapi.json"]));
+        b.click(r#"nav a[href="docs"]"#).await;
+        let start = Instant::now();
+        loop {
+            let paths = b
+                .js(r#"return [...document.querySelectorAll(".opblock-summary-path")].map((e) => e.textContent.trim());"#)
+                .await;
+            let paths: Vec<&str> = paths
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if paths.contains(&"/stream") {
+                break;
+            }
+            assert!(
+                start.elapsed() < SOON,
+                "Swagger UI shows no /stream operation; it shows {paths:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        b.screenshot("docs").await;
+        b.client.back().await.expect("back to the page");
+        b.click(r#"nav a[href="openapi.json"]"#).await;
+        let body = b.js(r#"return document.querySelector("pre").textContent;"#).await;
+        let spec: Value = serde_json::from_str(body.as_str().expect("text"))
+            .expect("the link opens the OpenAPI document");
+        assert!(spec["paths"]["/stream"].is_object(), "{spec}");
+    })
+    .await;
+}
