@@ -3,17 +3,18 @@
 use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route, Server,
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
     endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
     http::StatusCode,
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     web::Json,
 };
 use rust_embed::RustEmbed;
+use tokio::net::TcpListener;
 
 use crate::{
     api::{self, Shared},
     config::Config,
+    server,
     streams::Streams,
 };
 
@@ -75,7 +76,7 @@ async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
 
 /// A bound server, not yet running: tests bind port 0 and read the port.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     addr: SocketAddr,
     shared: Shared,
 }
@@ -83,14 +84,10 @@ pub struct Application {
 impl Application {
     /// Binds `config.addr`.
     pub async fn bind(config: Config) -> io::Result<Self> {
-        let acceptor = TcpListener::bind(config.addr).into_acceptor().await?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .ok_or_else(|| io::Error::other("the listener has no socket address"))?;
+        let listener = TcpListener::bind(config.addr).await?;
+        let addr = listener.local_addr()?;
         Ok(Self {
-            acceptor,
+            listener,
             addr,
             shared: Shared::new(config),
         })
@@ -122,9 +119,8 @@ impl Application {
             tracing::info!("shutting down: ending open streams");
             token.cancel();
         };
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(routes(self.shared), stop, Some(timeout))
-            .await?;
+        tracing::info!(addr = %self.addr, "listening");
+        server::serve(self.listener, routes(self.shared), stop, timeout).await?;
         let tasks = streams.tasks();
         tasks.close();
         if tokio::time::timeout(timeout, tasks.wait()).await.is_err() {

@@ -8,6 +8,7 @@
 //! - [`metrics`]: the Prometheus series of the contract.
 //! - [`api`]: the poem-openapi service: operations, validation, JSON errors, the spec.
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
+//! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod app;
 pub mod config;
 pub mod generator;
 pub mod metrics;
+pub mod server;
 pub mod shutdown;
 pub mod streams;
 pub mod transport;

@@ -1,11 +1,115 @@
-//! `GET /stream/sse`: the chunks as Server-Sent Events.
+//! `GET /stream/sse`: the chunks as Server-Sent Events, resumable with `Last-Event-ID`.
 
-use poem_openapi::OpenApi;
+use poem::{Request, web::RemoteAddr};
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::{Header, Query},
+};
 
-use super::Shared;
+use super::{EventChunks, Shared, StreamError, Tag, default_count, params};
+use crate::{generator, streams::Transport, transport};
 
 /// The SSE transport.
 pub struct SseApi(pub Shared);
 
+/// An event stream, or nothing left to resume.
+#[derive(ApiResponse)]
+pub enum SseResponse {
+    /// The events: `retry`, one `chunk` event per chunk (its `id` is the chunk's index),
+    /// then an `end` event with the stream's `count`.
+    #[oai(status = 200)]
+    Ok(EventChunks),
+    /// `Last-Event-ID` was the last chunk of the stream (or past it): nothing is left to
+    /// send. This status is what tells an `EventSource` to stop reconnecting.
+    #[oai(status = 204)]
+    NothingLeft,
+}
+
+/// The header browsers send when they reconnect.
+const LAST_EVENT_ID: &str = "Last-Event-ID";
+
+/// Where a stream resumes: the chunk after `Last-Event-ID`, or `None` when none is left.
+///
+/// The header is a decimal index (the spec's pattern is checked by the framework before
+/// this runs); one too large for `u64` is past every stream's end, not an error.
+fn resume_point(last_event_id: &str, count: u64) -> Option<u64> {
+    let next = last_event_id.parse::<u64>().ok()?.checked_add(1)?;
+    (next < count).then_some(next)
+}
+
 #[OpenApi]
-impl SseApi {}
+impl SseApi {
+    /// Stream chunks as Server-Sent Events
+    ///
+    /// For `EventSource`: each chunk is an event `chunk` whose `id` is the chunk's index and
+    /// whose `data` is the Chunk as JSON; after the last, an event `end` (`data:
+    /// {"count": …}`) says the stream is complete, so the client can `close()`. After a lost
+    /// connection the browser reconnects with `Last-Event-ID` and the stream resumes at the
+    /// next chunk: no gap, no duplicate, no state kept on the server (chunk *i* is a pure
+    /// function of *i*, so any instance can resume any stream). A stream cut by a server
+    /// shutdown ends without `end`, so clients reconnect and resume. A `: keep-alive`
+    /// comment is sent after a silence of `--sse-keep-alive-secs` (15 s).
+    #[oai(path = "/stream/sse", method = "get", tag = "Tag::Stream")]
+    async fn stream_sse(
+        &self,
+        /// Length of the stream: chunks `start .. count` are sent.
+        #[oai(default = "default_count", validator(maximum(value = "100000000")))]
+        count: Query<u64>,
+        /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
+        #[oai(default, validator(maximum(value = "60000")))]
+        interval_ms: Query<u64>,
+        /// Index of the first chunk, at most `count`. `Last-Event-ID`, when present, wins.
+        #[oai(default)]
+        start: Query<u64>,
+        /// The `id` of the last event received (browsers send it when they reconnect): the
+        /// stream resumes at the chunk after it, overriding `start`. Past the end: 204.
+        #[oai(name = "Last-Event-ID", validator(pattern = r"^[0-9]{1,20}$"))]
+        last_event_id: Header<Option<String>>,
+        peer: &RemoteAddr,
+        req: &Request,
+    ) -> Result<SseResponse, StreamError> {
+        let mut params = params(count.0, interval_ms.0, start.0)?;
+        // poem-openapi reads a header that is not visible ASCII as absent: that would
+        // silently restart the stream from `start`, so refuse it instead.
+        if last_event_id.0.is_none() && req.headers().contains_key(LAST_EVENT_ID) {
+            return Err(StreamError::bad_request(
+                "header `Last-Event-ID` must be a decimal event id",
+            ));
+        }
+        if let Some(id) = last_event_id.0.as_deref() {
+            match resume_point(id, params.count()) {
+                Some(next) => params = params.resumed_at(next)?,
+                None => return Ok(SseResponse::NothingLeft),
+            }
+        }
+        let shared = &self.0;
+        let guard = shared
+            .streams
+            .open(Transport::Sse, &params, &peer.to_string())?;
+        let chunks = generator::chunks(params, shared.streams.shutdown_token().clone());
+        let body = transport::sse::body(
+            chunks,
+            &params,
+            guard,
+            shared.config.sse_retry_ms,
+            shared.config.sse_keep_alive(),
+        );
+        Ok(SseResponse::Ok(EventChunks(body)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resume_point;
+
+    #[test]
+    fn resumes_after_the_last_event_id() {
+        assert_eq!(resume_point("0", 10), Some(1));
+        assert_eq!(resume_point("007", 10), Some(8));
+        assert_eq!(resume_point("8", 10), Some(9));
+        assert_eq!(resume_point("9", 10), None, "the last chunk was received");
+        assert_eq!(resume_point("500", 10), None, "past the end");
+        assert_eq!(resume_point("18446744073709551615", 10), None, "u64::MAX");
+        assert_eq!(resume_point("99999999999999999999", 10), None, "past u64");
+    }
+}

@@ -2,6 +2,9 @@
 
 mod browser;
 mod errors;
+mod eventsource;
 mod helpers;
+mod ops;
 mod spec;
+mod sse;
 mod text;

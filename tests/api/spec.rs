@@ -76,3 +76,26 @@ async fn page_is_served_at_the_root() {
             .starts_with("text/html")
     );
 }
+
+#[tokio::test]
+async fn spec_documents_the_event_stream_and_its_resume_header() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let op = &spec["paths"]["/stream/sse"]["get"];
+    let header = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Last-Event-ID")
+        .expect("Last-Event-ID is documented");
+    assert_eq!(header["in"], "header");
+    assert_eq!(header["schema"]["pattern"], "^[0-9]{1,20}$");
+    let responses = &op["responses"];
+    let stream = &responses["200"]["content"]["text/event-stream"]["schema"];
+    assert_eq!(stream["items"]["$ref"], "#/components/schemas/Chunk");
+    for status in ["204", "400", "503"] {
+        assert!(responses[status].is_object(), "{status} documented");
+    }
+    let chunk = &spec["components"]["schemas"]["Chunk"];
+    assert_eq!(chunk["required"], serde_json::json!(["index", "text"]));
+}

@@ -1,0 +1,330 @@
+//! Operations: the stream limit, metrics after every kind of ending, the real binary
+//! (config errors, SIGTERM).
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+
+use crate::helpers::{spawn_app, spawn_app_with, wait_until};
+
+#[tokio::test]
+async fn past_the_limit_streams_get_503_with_retry_after_until_one_closes() {
+    let app = spawn_app_with(|c| c.max_streams = 3).await;
+    let mut open = Vec::new();
+    for path in [
+        "/stream?count=100&interval_ms=1000",
+        "/stream/sse?count=100&interval_ms=1000",
+        "/stream?count=100&interval_ms=1000",
+    ] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        open.push(resp.bytes_stream());
+    }
+    for path in ["/stream", "/stream/sse"] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 503, "{path}");
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many open streams"),
+            "{body}"
+        );
+    }
+    // Health and metrics are not streams: they still answer.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let app = &app;
+    let rejected = |t: &'static str| async move {
+        app.metric(
+            "chunkstream_streams_total",
+            &[("transport", t), ("outcome", "rejected")],
+        )
+        .await
+    };
+    assert_eq!(rejected("text").await, 1.0);
+    assert_eq!(rejected("sse").await, 1.0);
+
+    open.pop();
+    wait_until(Duration::from_secs(1), "a free slot", || async {
+        app.get("/stream?count=1").await.status() == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_tell_the_truth_after_mixed_endings() {
+    let app = spawn_app().await;
+    // Two complete text streams, one complete SSE stream.
+    for path in ["/stream?count=7", "/stream?count=3", "/stream/sse?count=4"] {
+        app.get(path).await.text().await.unwrap();
+    }
+    let app = &app;
+    // One SSE client that vanishes mid-stream.
+    let resp = app.get("/stream/sse?count=1000&interval_ms=10").await;
+    let mut body = resp.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    drop(body);
+    let m = |name: &'static str, t: &'static str| async move {
+        app.metric(name, &[("transport", t)]).await
+    };
+    wait_until(
+        Duration::from_secs(1),
+        "the SSE stream to close",
+        || async { m("chunkstream_open_streams", "sse").await == 0.0 },
+    )
+    .await;
+    let outcome = |t: &'static str, o: &'static str| async move {
+        app.metric(
+            "chunkstream_streams_total",
+            &[("transport", t), ("outcome", o)],
+        )
+        .await
+    };
+    assert_eq!(outcome("text", "completed").await, 2.0);
+    assert_eq!(outcome("sse", "completed").await, 1.0);
+    assert_eq!(outcome("sse", "client_gone").await, 1.0);
+    assert_eq!(outcome("text", "client_gone").await, 0.0);
+    assert_eq!(m("chunkstream_chunks_sent_total", "text").await, 10.0);
+    let sse_sent = m("chunkstream_chunks_sent_total", "sse").await;
+    assert!((5.0..1004.0).contains(&sse_sent), "{sse_sent}");
+    assert_eq!(m("chunkstream_open_streams", "text").await, 0.0);
+    // Every series of the contract is there from the start, at zero if nothing happened.
+    let all = app.metrics().await;
+    for t in ["text", "sse", "ws"] {
+        for o in [
+            "completed",
+            "client_gone",
+            "shutdown",
+            "stopped",
+            "rejected",
+            "protocol_error",
+        ] {
+            let key = format!("chunkstream_streams_total{{transport=\"{t}\",outcome=\"{o}\"}}");
+            assert!(all.contains_key(&key), "{key}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn hundreds_of_vanishing_clients_leave_no_stream_open() {
+    let app = spawn_app().await;
+    let clients = 300;
+    let mut bodies = Vec::new();
+    for i in 0..clients {
+        let path = if i % 2 == 0 {
+            "/stream?count=100000&interval_ms=5"
+        } else {
+            "/stream/sse?count=100000&interval_ms=5"
+        };
+        // A client each, so every stream has its own connection to lose.
+        let client = reqwest::Client::new();
+        let resp = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.bytes_stream();
+        body.next().await.unwrap().unwrap();
+        bodies.push((client, body));
+    }
+    let open = || async {
+        let all = app.metrics().await;
+        all["chunkstream_open_streams{transport=\"text\"}"]
+            + all["chunkstream_open_streams{transport=\"sse\"}"]
+    };
+    assert_eq!(open().await, clients as f64);
+    let vanished = Instant::now();
+    drop(bodies);
+    wait_until(Duration::from_secs(1), "every stream to close", || async {
+        open().await == 0.0
+    })
+    .await;
+    assert!(vanished.elapsed() < Duration::from_secs(1));
+    let sent = || async {
+        let all = app.metrics().await;
+        all["chunkstream_chunks_sent_total{transport=\"text\"}"]
+            + all["chunkstream_chunks_sent_total{transport=\"sse\"}"]
+    };
+    let after = sent().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sent().await, after, "chunks still being sent");
+}
+
+#[tokio::test]
+async fn shutdown_with_many_open_streams_is_prompt() {
+    let app = spawn_app().await;
+    let mut bodies = Vec::new();
+    for i in 0..200 {
+        let path = if i % 2 == 0 {
+            "/stream?count=1000&interval_ms=1000"
+        } else {
+            "/stream/sse?count=1000&interval_ms=1000"
+        };
+        let client = reqwest::Client::new();
+        let resp = client.get(app.url(path)).send().await.unwrap();
+        bodies.push((client, resp.bytes_stream()));
+    }
+    let asked = Instant::now();
+    let server = tokio::spawn(app.shutdown());
+    for (_, body) in &mut bodies {
+        while let Some(frame) = body.next().await {
+            frame.expect("a clean end of every body");
+        }
+    }
+    server.await.unwrap().expect("clean stop");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+/// The real binary, started with `args` and `envs`.
+fn binary(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chunkstream"));
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn invalid_config_is_a_clear_error_not_a_panic() {
+    /// (case, arguments, environment, what the error must name)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (
+            "zero streams",
+            &["--max-streams", "0"],
+            &[],
+            "--max-streams",
+        ),
+        ("bad address", &["--addr", "localhost"], &[], "--addr"),
+        (
+            "bad env",
+            &[],
+            &[("CHUNKSTREAM_SSE_RETRY_MS", "soon")],
+            "--sse-retry-ms",
+        ),
+        (
+            "bad origin",
+            &["--allowed-origin", "example.com"],
+            &[],
+            "origin",
+        ),
+    ];
+    for (case, args, envs, needle) in cases {
+        let out = binary(args, envs).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{case}: {stderr}");
+        assert!(stderr.contains(needle), "{case}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+    }
+    // An address in use: a start-up error naming it, exit 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = binary(&["--addr", &addr], &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = binary(&["--help"], &[]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--addr",
+        "--max-streams",
+        "--sse-keep-alive-secs",
+        "--sse-retry-ms",
+        "--ws-ping-secs",
+        "--allowed-origin",
+        "--shutdown-timeout-secs",
+        "CHUNKSTREAM_ADDR",
+        "openapi",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn openapi_subcommand_prints_the_committed_document() {
+    let out = binary(&["openapi"], &[]).output().unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
+    assert!(
+        out.stdout == committed,
+        "run `cargo run -- openapi > openapi.json`"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
+    let mut child = binary(&["--addr", "127.0.0.1:0"], &[("RUST_LOG", "info")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The server logs its URLs; take the port from the first one.
+    let stdout = child.stdout.take().unwrap();
+    let base = tokio::task::spawn_blocking(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(at) = line.find("http://") {
+                let url = &line[at..];
+                return url[..url.rfind('/').unwrap()].to_owned();
+            }
+        }
+        panic!("the server never logged its URL");
+    })
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let mut text = client
+        .get(format!("{base}/stream?count=100&interval_ms=1000"))
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let mut sse = client
+        .get(format!("{base}/stream/sse?count=100&interval_ms=1000"))
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    text.next().await.unwrap().unwrap();
+    sse.next().await.unwrap().unwrap();
+
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut sse_rest = Vec::new();
+    while let Some(frame) = sse.next().await {
+        sse_rest.extend_from_slice(&frame.expect("SSE ends cleanly"));
+    }
+    assert!(!String::from_utf8_lossy(&sse_rest).contains("event: end"));
+    while let Some(frame) = text.next().await {
+        frame.expect("text ends cleanly");
+    }
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+}
