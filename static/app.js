@@ -107,7 +107,9 @@ class Panel {
     if (!run) return;
     const seconds = ((run.endedAt ?? performance.now()) - run.startedAt) / 1000;
     this.elapsedEl.textContent = `${seconds.toFixed(1)} s`;
-    this.rateEl.textContent = seconds > 0 ? (run.received / seconds).toFixed(1) : "–";
+    const rate = seconds > 0 ? run.received / seconds : null;
+    this.rateEl.textContent =
+      rate === null ? "–" : rate.toLocaleString("en", { maximumFractionDigits: rate < 100 ? 1 : 0 });
   }
 }
 
@@ -289,8 +291,12 @@ function runWs(run) {
   };
   run.stop = () => {
     run.stopping = true;
-    send("stop"); // the server closes with 1000
-    setTimeout(() => ws.close(), STOP_GRACE_MS);
+    if (ws.readyState === WebSocket.OPEN) {
+      send("stop"); // the server closes with 1000; the page closes it if it does not
+      setTimeout(() => ws.close(), STOP_GRACE_MS);
+    } else {
+      ws.close(); // still connecting: nothing to tell the server yet
+    }
     run.end("stopped");
   };
   ws.addEventListener("open", () => {

@@ -479,11 +479,16 @@ async fn text_streams_live_in_order_and_stops_in_the_browser() {
 }
 
 #[tokio::test]
+async fn sse_streams_live_in_order_and_stops_in_the_browser() {
+    streams_live_in_order_and_stops("sse").await;
+}
+
+#[tokio::test]
 async fn a_bad_count_shows_the_servers_message_in_the_browser() {
     let app = spawn_app().await;
     with_browser(&app, "bad-count", async |b| {
         b.open_page().await;
-        for transport in ["text"] {
+        for transport in ["text", "sse"] {
             b.choose(transport, 100_000_001, 0).await;
             b.click("#start").await;
             let panel = b
@@ -498,6 +503,7 @@ async fn a_bad_count_shows_the_servers_message_in_the_browser() {
         b.screenshot("bad-count").await;
         // The browser itself reports the failed load; nothing else may go wrong.
         let errors = b.console_errors().await;
+        eprintln!("console errors after the bad requests (expected): {errors:#?}");
         let unexpected: Vec<_> = errors
             .iter()
             .filter(|e| !(e.contains("/stream") && e.contains("400")))
@@ -527,12 +533,13 @@ async fn docs_link_renders_the_operations_in_the_browser() {
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            if paths.contains(&"/stream") {
+            let wanted = ["/stream", "/stream/sse"];
+            if wanted.iter().all(|w| paths.contains(w)) {
                 break;
             }
             assert!(
                 start.elapsed() < SOON,
-                "Swagger UI shows no /stream operation; it shows {paths:?}"
+                "Swagger UI must show the operations {wanted:?}; it shows {paths:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
