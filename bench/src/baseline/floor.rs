@@ -1,0 +1,131 @@
+//! The floor: bare hyper 1 (HTTP/1.1 only, no framework) writing `Data Chunk {i}\n` lines
+//! with `itoa` into frames of up to 64 KiB — as fast as `/stream` goes on this machine.
+//!
+//! The body is a hand-written `http_body::Body`: every poll packs as many lines as fit in
+//! 64 KiB and returns them at once; nothing is allocated per line. With `interval_ms > 0`
+//! it sends one line per frame on absolute deadlines.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::{Body, Frame};
+use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::time::{Instant, Sleep};
+
+use super::StreamQuery;
+
+/// Largest frame the floor writes.
+const FRAME: usize = 64 * 1024;
+/// Longest line: `Data Chunk ` + 20 digits + `\n`.
+const MAX_LINE: usize = 11 + 20 + 1;
+
+/// The lines `next..count`, packed into frames.
+struct Lines {
+    next: u64,
+    first: u64,
+    count: u64,
+    interval: Option<Duration>,
+    /// When the next paced line is due (`None` until the first line went out).
+    deadline: Option<Pin<Box<Sleep>>>,
+    started: Instant,
+}
+
+impl Lines {
+    fn new(q: StreamQuery) -> Self {
+        Self {
+            next: q.start.min(q.count),
+            first: q.start.min(q.count),
+            count: q.count,
+            interval: q.interval(),
+            deadline: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn put_line(&mut self, out: &mut BytesMut) {
+        out.put_slice(b"Data Chunk ");
+        out.put_slice(itoa::Buffer::new().format(self.next).as_bytes());
+        out.put_u8(b'\n');
+        self.next += 1;
+    }
+}
+
+impl Body for Lines {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.next >= self.count {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        if let Some(interval) = this.interval {
+            if let Some(sleep) = this.deadline.as_mut() {
+                ready!(sleep.as_mut().poll(cx));
+            }
+            let mut out = BytesMut::with_capacity(MAX_LINE);
+            this.put_line(&mut out);
+            // Absolute deadlines: line k is due at start + k × interval, so no drift.
+            let sent = u32::try_from(this.next - this.first).unwrap_or(u32::MAX);
+            let due = this.started + interval * sent;
+            match this.deadline.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(due),
+                None => this.deadline = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+            return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+        }
+        let mut out = BytesMut::with_capacity(FRAME);
+        while this.next < this.count && out.len() + MAX_LINE <= FRAME {
+            this.put_line(&mut out);
+        }
+        Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.count
+    }
+}
+
+/// Answers `GET /stream` (any other path: 404).
+async fn handle(req: Request<Incoming>) -> Result<Response<Lines>, Infallible> {
+    let mut q = StreamQuery::parse(req.uri().query());
+    let mut response = Response::builder().header("content-type", "text/plain; charset=utf-8");
+    if req.uri().path() != "/stream" {
+        q.count = 0;
+        response = response.status(404);
+    }
+    Ok(response
+        .body(Lines::new(q))
+        .expect("a static response builds"))
+}
+
+/// Serves the floor on `addr` until the process is killed: one task per connection.
+pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service_fn(handle))
+                .await;
+        });
+    }
+}

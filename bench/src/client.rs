@@ -1,0 +1,628 @@
+//! Load clients written for throughput: raw HTTP/1.1 over a tokio `TcpStream`, a chunked
+//! decoder that hands the body bytes to a [`Sink`], and sinks that count text lines, SSE
+//! events and WebSocket frames without allocating.
+//!
+//! The clients share two cores with the server under test, so they must cost far less per
+//! chunk than any server: no per-chunk allocation, no parsing beyond what counting needs.
+
+use std::{io, net::SocketAddr, ops::ControlFlow, time::Instant};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+
+/// Size of each connection's read buffer.
+const READ_BUF: usize = 256 * 1024;
+/// Largest response head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What consumes the body bytes of a response.
+pub trait Sink {
+    /// Takes the next body bytes; `Break(used)` stops reading after the first `used`
+    /// bytes: the rest stays unread, for the next call (of this sink or another).
+    fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize>;
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// `Content-Length`.
+    Length(u64),
+    /// Until the connection closes (also a `101` upgrade: the frames follow).
+    UntilClose,
+    /// No body (`204`, `304`).
+    Empty,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    /// The status code.
+    pub status: u16,
+}
+
+/// How reading a body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// The body ended (or the peer closed an until-close body).
+    Complete,
+    /// The sink said stop.
+    Stopped,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// One client connection with its read buffer.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    /// The body being read: its kind, its chunked decoder, its bytes left (by length).
+    kind: BodyKind,
+    chunked: Chunked,
+    left: u64,
+}
+
+impl Conn {
+    /// Connects to `addr` (with `TCP_NODELAY`: requests are single small writes).
+    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        Self::connect_with(addr, false, READ_BUF).await
+    }
+
+    /// Connects with a `buf_size` read buffer; with `reset_on_close`, closing sends a RST
+    /// (SO_LINGER 0) instead of leaving the client port in TIME_WAIT — for scenarios that
+    /// open thousands of connections.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        reset_on_close: bool,
+        buf_size: usize,
+    ) -> io::Result<Self> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if reset_on_close {
+            // Zero linger: close never blocks, it resets.
+            socket.set_zero_linger()?;
+        }
+        socket.set_nodelay(true)?;
+        let stream = socket.connect(addr).await?;
+        Ok(Self {
+            stream,
+            buf: vec![0; buf_size].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            kind: BodyKind::Empty,
+            chunked: Chunked::default(),
+            left: 0,
+        })
+    }
+
+    /// Writes all of `bytes`.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Sends `GET {path_and_query}` as HTTP/1.1 with `extra` header lines (each ending
+    /// in `\r\n`).
+    pub async fn get(&mut self, path_and_query: &str, extra: &str) -> io::Result<()> {
+        let request = format!("GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n");
+        self.send(request.as_bytes()).await
+    }
+
+    /// Reads more bytes into the buffer; EOF is `UnexpectedEof`.
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.pos == self.len {
+            self.pos = 0;
+            self.len = 0;
+        } else if self.len == self.buf.len() {
+            self.buf.copy_within(self.pos..self.len, 0);
+            self.len -= self.pos;
+            self.pos = 0;
+        }
+        let n = self.stream.read(&mut self.buf[self.len..]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.len += n;
+        Ok(())
+    }
+
+    /// Reads and parses a response head.
+    pub async fn read_head(&mut self) -> io::Result<Head> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&self.buf[self.pos..self.len]) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let status = response.code.unwrap_or(0);
+                    let mut body = BodyKind::UntilClose;
+                    for h in response.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("transfer-encoding")
+                            && h.value.eq_ignore_ascii_case(b"chunked")
+                        {
+                            body = BodyKind::Chunked;
+                        } else if h.name.eq_ignore_ascii_case("content-length") {
+                            let len = std::str::from_utf8(h.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse().ok())
+                                .ok_or_else(|| invalid("bad content-length"))?;
+                            body = BodyKind::Length(len);
+                        }
+                    }
+                    if status == 204 || status == 304 {
+                        body = BodyKind::Empty;
+                    }
+                    self.pos += n;
+                    self.kind = body;
+                    self.chunked = Chunked::default();
+                    self.left = match body {
+                        BodyKind::Length(n) => n,
+                        BodyKind::Empty => 0,
+                        _ => u64::MAX,
+                    };
+                    return Ok(Head { status });
+                }
+                Ok(httparse::Status::Partial) if self.len - self.pos < MAX_HEAD => {
+                    self.fill().await?
+                }
+                Ok(httparse::Status::Partial) => return Err(invalid("response head too large")),
+                Err(e) => return Err(invalid(&format!("bad response head: {e}"))),
+            }
+        }
+    }
+
+    /// Reads the body of the last head into `sink`, until it ends, the sink stops, or
+    /// `deadline` passes (checked after every read). After a stop, calling it again goes on
+    /// where it stopped.
+    pub async fn read_body(
+        &mut self,
+        sink: &mut impl Sink,
+        deadline: Option<Instant>,
+    ) -> io::Result<BodyEnd> {
+        if self.kind == BodyKind::Empty {
+            return Ok(BodyEnd::Complete);
+        }
+        loop {
+            if self.pos < self.len {
+                let input = &self.buf[self.pos..self.len];
+                let (used, flow) = match self.kind {
+                    BodyKind::Chunked => self.chunked.feed(input, sink)?,
+                    _ => {
+                        let n = input
+                            .len()
+                            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                        let (n, flow) = match sink.data(&input[..n]) {
+                            ControlFlow::Continue(()) => (n, Flow::More),
+                            ControlFlow::Break(used) => (used, Flow::Stop),
+                        };
+                        self.left -= n as u64;
+                        let flow = match flow {
+                            Flow::More if self.left == 0 => Flow::Done,
+                            flow => flow,
+                        };
+                        (n, flow)
+                    }
+                };
+                self.pos += used;
+                match flow {
+                    Flow::Done => {
+                        self.kind = BodyKind::Empty;
+                        return Ok(BodyEnd::Complete);
+                    }
+                    Flow::Stop => return Ok(BodyEnd::Stopped),
+                    Flow::More => {}
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(BodyEnd::Deadline);
+            }
+            match self.fill().await {
+                Ok(()) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::UnexpectedEof
+                        && self.kind == BodyKind::UntilClose =>
+                {
+                    self.kind = BodyKind::Empty;
+                    return Ok(BodyEnd::Complete);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// What the decoder says after a slice of input.
+enum Flow {
+    More,
+    Stop,
+    Done,
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Default, Clone, Copy)]
+enum ChunkState {
+    /// Reading the hex size.
+    #[default]
+    Size,
+    /// Skipping a chunk extension up to its `\n`.
+    Extension,
+    /// Expecting the `\n` after the size line's `\r`.
+    SizeLf,
+    /// Inside chunk data, this many bytes left.
+    Data(u64),
+    /// Expecting the `\r` after the data.
+    DataCr,
+    /// Expecting the `\n` after the data.
+    DataLf,
+    /// After the last chunk, at the start of a trailer line (empty: the end).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// Expecting the final `\n`.
+    EndLf,
+}
+
+/// An incremental `Transfer-Encoding: chunked` decoder.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+}
+
+impl Chunked {
+    /// Decodes from `input`, handing data to `sink`; returns the bytes used and whether
+    /// to go on.
+    fn feed(&mut self, input: &[u8], sink: &mut impl Sink) -> io::Result<(usize, Flow)> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                ChunkState::Size => {
+                    i += 1;
+                    match b {
+                        b'0'..=b'9' => self.size = self.size * 16 + u64::from(b - b'0'),
+                        b'a'..=b'f' => self.size = self.size * 16 + u64::from(b - b'a' + 10),
+                        b'A'..=b'F' => self.size = self.size * 16 + u64::from(b - b'A' + 10),
+                        b'\r' => self.state = ChunkState::SizeLf,
+                        b';' | b' ' | b'\t' => self.state = ChunkState::Extension,
+                        _ => return Err(invalid("bad chunk size")),
+                    }
+                }
+                ChunkState::Extension => match memchr_nl(&input[i..]) {
+                    Some(at) => {
+                        i += at;
+                        self.state = ChunkState::SizeLf;
+                    }
+                    None => i = input.len(),
+                },
+                ChunkState::SizeLf => {
+                    i += 1;
+                    if b != b'\n' {
+                        return Err(invalid("bad chunk size line"));
+                    }
+                    self.state = if self.size == 0 {
+                        ChunkState::TrailerStart
+                    } else {
+                        ChunkState::Data(self.size)
+                    };
+                    self.size = 0;
+                }
+                ChunkState::Data(left) => {
+                    let n = (input.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let (n, stop) = match sink.data(&input[i..i + n]) {
+                        ControlFlow::Continue(()) => (n, false),
+                        ControlFlow::Break(used) => (used, true),
+                    };
+                    i += n;
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    if stop {
+                        return Ok((i, Flow::Stop));
+                    }
+                }
+                ChunkState::DataCr => {
+                    i += 1;
+                    if b != b'\r' {
+                        return Err(invalid("chunk data longer than its size"));
+                    }
+                    self.state = ChunkState::DataLf;
+                }
+                ChunkState::DataLf => {
+                    i += 1;
+                    if b != b'\n' {
+                        return Err(invalid("chunk data longer than its size"));
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::TrailerStart => {
+                    i += 1;
+                    self.state = match b {
+                        b'\r' => ChunkState::EndLf,
+                        b'\n' => return Ok((i, Flow::Done)),
+                        _ => ChunkState::Trailer,
+                    };
+                }
+                ChunkState::Trailer => {
+                    i += 1;
+                    if b == b'\n' {
+                        self.state = ChunkState::TrailerStart;
+                    }
+                }
+                ChunkState::EndLf => {
+                    i += 1;
+                    return if b == b'\n' {
+                        Ok((i, Flow::Done))
+                    } else {
+                        Err(invalid("bad end of chunked body"))
+                    };
+                }
+            }
+        }
+        Ok((i, Flow::More))
+    }
+}
+
+/// Position of the first `\n` in `bytes`.
+fn memchr_nl(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// Counts `\n`: the lines of `/stream`.
+#[derive(Debug, Default)]
+pub struct LineCounter {
+    /// Lines seen.
+    pub lines: u64,
+}
+
+impl Sink for LineCounter {
+    fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
+        // A plain filter-count: the compiler vectorises it, several GB/s on one core.
+        self.lines += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Stops at the first body byte: the time to first chunk of `/stream`.
+#[derive(Debug, Default)]
+pub struct FirstByte;
+
+impl Sink for FirstByte {
+    fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
+        if bytes.is_empty() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(0)
+        }
+    }
+}
+
+/// Counts SSE events that carry an id (`id:` at a line start): chunk events, not
+/// `retry`, `end` or keep-alive comments. Optionally records when each arrived, and stops
+/// after `stop_after` events.
+#[derive(Debug, Default)]
+pub struct SseCounter {
+    /// Bytes of `id:` matched at the current line start; 3 when matched or mismatched.
+    matched: u8,
+    /// Events seen.
+    pub events: u64,
+    /// Arrival times, when recording.
+    pub arrivals: Option<Vec<Instant>>,
+    /// Stop after this many events (0: never).
+    pub stop_after: u64,
+}
+
+impl SseCounter {
+    /// A counter that records each event's arrival time.
+    pub fn recording() -> Self {
+        Self {
+            arrivals: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+}
+
+const ID_PREFIX: &[u8; 3] = b"id:";
+/// `matched` when the current line is decided (matched or not an id line).
+const DECIDED: u8 = 3;
+
+impl Sink for SseCounter {
+    fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
+        let mut i = 0;
+        loop {
+            while self.matched < DECIDED && i < bytes.len() {
+                if bytes[i] == ID_PREFIX[usize::from(self.matched)] {
+                    self.matched += 1;
+                    i += 1;
+                    if self.matched == DECIDED {
+                        self.events += 1;
+                        if let Some(arrivals) = self.arrivals.as_mut() {
+                            arrivals.push(Instant::now());
+                        }
+                        if self.events == self.stop_after {
+                            return ControlFlow::Break(i);
+                        }
+                    }
+                } else {
+                    self.matched = DECIDED;
+                }
+            }
+            match memchr_nl(&bytes[i..]) {
+                Some(at) => {
+                    i += at + 1;
+                    self.matched = 0;
+                }
+                None => return ControlFlow::Continue(()),
+            }
+        }
+    }
+}
+
+/// Counts server-to-client WebSocket frames (unmasked) after the upgrade.
+#[derive(Debug, Default)]
+pub struct WsCounter {
+    header: [u8; 14],
+    header_len: usize,
+    header_need: usize,
+    payload_left: u64,
+    opcode: u8,
+    /// Text frames seen.
+    pub texts: u64,
+    /// Whether a close frame arrived.
+    pub closed: bool,
+    /// Stop after this many text frames (0: never).
+    pub stop_after: u64,
+}
+
+impl Sink for WsCounter {
+    fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.payload_left > 0 {
+                let n =
+                    (bytes.len() - i).min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
+                i += n;
+                self.payload_left -= n as u64;
+                continue;
+            }
+            self.header[self.header_len] = bytes[i];
+            self.header_len += 1;
+            i += 1;
+            if self.header_len == 2 {
+                let len7 = self.header[1] & 0x7f;
+                let masked = self.header[1] & 0x80 != 0;
+                self.header_need =
+                    2 + match len7 {
+                        126 => 2,
+                        127 => 8,
+                        _ => 0,
+                    } + if masked { 4 } else { 0 };
+            }
+            if self.header_len >= 2 && self.header_len == self.header_need {
+                self.opcode = self.header[0] & 0x0f;
+                let len7 = self.header[1] & 0x7f;
+                self.payload_left = match len7 {
+                    126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+                    127 => u64::from_be_bytes(self.header[2..10].try_into().expect("8 bytes")),
+                    n => u64::from(n),
+                };
+                self.header_len = 0;
+                match self.opcode {
+                    1 => {
+                        self.texts += 1;
+                        if self.texts == self.stop_after {
+                            return ControlFlow::Break(i);
+                        }
+                    }
+                    8 => {
+                        self.closed = true;
+                        return ControlFlow::Break(i);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// A WebSocket upgrade request for `path_and_query` (no `Origin`: a non-browser client).
+pub fn ws_upgrade_request(path_and_query: &str) -> String {
+    format!(
+        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A masked client close frame, code 1000.
+pub const WS_CLOSE: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Vec<u8>);
+    impl Sink for Collect {
+        fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
+            self.0.extend_from_slice(bytes);
+            ControlFlow::Continue(())
+        }
+    }
+
+    #[test]
+    fn chunked_decoding_survives_any_split() {
+        let wire = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx: y\r\n\r\nNEXT";
+        for step in 1..wire.len() {
+            let mut dec = Chunked::default();
+            let mut out = Collect(Vec::new());
+            let mut at = 0;
+            let mut done = false;
+            while at < wire.len() && !done {
+                let end = (at + step).min(wire.len());
+                let (used, flow) = dec.feed(&wire[at..end], &mut out).unwrap();
+                at += used;
+                done = matches!(flow, Flow::Done);
+            }
+            assert!(done, "step {step}");
+            assert_eq!(&wire[at..], b"NEXT", "step {step}");
+            assert_eq!(out.0, b"hello world", "step {step}");
+        }
+    }
+
+    #[test]
+    fn sse_counter_counts_id_lines_across_splits() {
+        let wire = b"retry: 1000\n\nid: 0\nevent: chunk\ndata: {}\n\nid: 1\nevent: chunk\ndata: {\"id:\":1}\n\n: keep-alive\n\nevent: end\ndata: {}\n\n";
+        for step in 1..wire.len() {
+            let mut c = SseCounter::default();
+            for part in wire.chunks(step) {
+                let _ = c.data(part);
+            }
+            assert_eq!(c.events, 2, "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_stopped_sse_counter_resumes_where_it_stopped() {
+        let wire = b"id: 0\ndata: a\n\nid: 1\ndata: b\n\nid: 2\ndata: c\n\n";
+        let mut c = SseCounter {
+            stop_after: 1,
+            ..SseCounter::default()
+        };
+        let ControlFlow::Break(used) = c.data(wire) else {
+            panic!("stops after the first event");
+        };
+        c.stop_after = 0;
+        assert!(c.data(&wire[used..]).is_continue());
+        assert_eq!(c.events, 3);
+    }
+
+    #[test]
+    fn ws_counter_counts_text_frames_and_close() {
+        let mut wire = vec![0x81, 3, b'a', b'b', b'c', 0x81, 126, 0, 200];
+        wire.extend(std::iter::repeat_n(b'x', 200));
+        wire.extend([0x89, 0, 0x88, 2, 0x03, 0xe8]);
+        for step in 1..wire.len() {
+            let mut c = WsCounter::default();
+            for part in wire.chunks(step) {
+                if c.data(part).is_break() {
+                    break;
+                }
+            }
+            assert_eq!((c.texts, c.closed), (2, true), "step {step}");
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! `chunkstream-bench`: measures chunkstream against an idiomatic axum server and a bare
+//! hyper floor, on every scenario of issue 7's targets table, and writes the table and
+//! SVG plots into `bench/results/`.
+//!
+//! Layout:
+//! - `baseline/`: the servers to compare with (`serve-axum`, `serve-floor` subcommands).
+//! - `client`: raw HTTP/1.1 connections, a chunked decoder and chunk counters.
+//! - `load`: the loads (flat out, request loop, held streams, first chunk, drift).
+//! - `procs`: servers as child processes; RSS and CPU time from `/proc`.
+//! - `scenarios`: the targets table, run by run; `report` and `plot`: the output.
+//!
+//! `cargo run --release -p chunkstream-bench -- all` builds the server and runs everything.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+mod baseline;
+mod client;
+mod load;
+mod plot;
+mod procs;
+mod report;
+mod scenarios;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+/// Benchmarks chunkstream against an idiomatic axum server and a bare hyper floor.
+#[derive(Debug, Parser)]
+#[command(name = "chunkstream-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the scenarios (all of them, or those named by `--only`) and write the results.
+    All(RunArgs),
+    /// Serve the idiomatic axum baseline (started by `all`; handy by hand too).
+    ServeAxum {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3001")]
+        addr: SocketAddr,
+    },
+    /// Serve the bare hyper floor (`/stream` only).
+    ServeFloor {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3002")]
+        addr: SocketAddr,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// About 2 minutes instead of about 8: fewer runs, shorter loads, 2 000 SSE streams.
+    #[arg(long)]
+    quick: bool,
+    /// Only these scenarios (comma-separated): text-10m, text-defaults, sse-flat, ws-flat,
+    /// first-chunk, drift, memory, slow-reader, sse-held.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The chunkstream binary; by default the one next to this binary, built first with
+    /// `cargo build --release --bin chunkstream` into the same target directory.
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Measure an already running chunkstream at this URL (e.g. `http://127.0.0.1:3000`)
+    /// instead of starting one; memory scenarios need `--pid` and start nothing fresh.
+    #[arg(long)]
+    url: Option<String>,
+    /// The pid of the server at `--url`, for RSS and CPU readings.
+    #[arg(long, requires = "url")]
+    pid: Option<u32>,
+    /// SSE streams to hold in the 1-event-per-5-s scenario (default 10 000; 2 000 quick).
+    #[arg(long)]
+    sse_conns: Option<usize>,
+    /// Skip holding as many SSE streams as the fd limit allows.
+    #[arg(long)]
+    no_sse_max: bool,
+    /// Runs per throughput scenario.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// `RUST_LOG` for the chunkstream server (its default logs one line per stream).
+    #[arg(long, default_value = "info")]
+    server_log: String,
+    /// Where the table and plots go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    results: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Cmd::ServeAxum { addr } => runtime.block_on(baseline::axum_app::serve(addr)),
+        Cmd::ServeFloor { addr } => runtime.block_on(baseline::floor::serve(addr)),
+        Cmd::All(args) => runtime.block_on(run_all(args)),
+    }
+}
+
+async fn run_all(args: RunArgs) -> anyhow::Result<()> {
+    for name in &args.only {
+        if !scenarios::NAMES.contains(&name.as_str()) {
+            bail!(
+                "unknown scenario `{name}`; known: {}",
+                scenarios::NAMES.join(", ")
+            );
+        }
+    }
+    let fd_limit = procs::raise_fd_limit();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the bench crate sits inside the repository")?
+        .to_path_buf();
+    let external = match &args.url {
+        Some(url) => Some((parse_url(url)?, args.pid)),
+        None => None,
+    };
+    let chunkstream_bin = match (&args.server_bin, &external) {
+        (Some(bin), _) => bin.clone(),
+        (None, Some(_)) => PathBuf::new(),
+        (None, None) => build_server(&repo)?,
+    };
+    let mut plan = if args.quick {
+        scenarios::Plan::quick(args.results.clone())
+    } else {
+        scenarios::Plan::full(args.results.clone(), fd_limit)
+    };
+    if let Some(runs) = args.runs {
+        plan.runs = runs.max(1);
+    }
+    if let Some(n) = args.sse_conns {
+        plan.sse_conns = n;
+    }
+    if args.no_sse_max {
+        plan.sse_max = None;
+    }
+    std::fs::create_dir_all(&plan.results)?;
+
+    let header = header(&repo, &args, fd_limit);
+    println!("{header}");
+    let mut bench = scenarios::Bench {
+        launcher: procs::Launcher {
+            chunkstream_bin,
+            chunkstream_log: args.server_log.clone(),
+            external,
+            log_dir: std::env::temp_dir().join("chunkstream-bench-logs"),
+        },
+        plan,
+        report: report::Report::default(),
+    };
+    let started = std::time::Instant::now();
+    bench.run(&args.only).await?;
+    let header = format!(
+        "{header}- suite took {:.0} s\n",
+        started.elapsed().as_secs_f64()
+    );
+    println!("\n{header}\n{}", bench.report.table());
+    bench.report.write(&bench.plan.results, &header)?;
+    println!("results and plots in {}", bench.plan.results.display());
+    Ok(())
+}
+
+/// Builds the server into this binary's target directory; returns the binary's path.
+fn build_server(repo: &Path) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe.parent().context("this binary has a directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("this binary sits in <target>/<profile>/")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    println!(
+        "building chunkstream (release) into {}",
+        target_dir.display()
+    );
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "chunkstream",
+            "--manifest-path",
+        ])
+        .arg(repo.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .context("cannot run cargo to build chunkstream")?;
+    if !status.success() {
+        bail!("building chunkstream failed; pass --server-bin to use a built one");
+    }
+    Ok(target_dir.join("release").join("chunkstream"))
+}
+
+/// `http://host:port[/]` → the socket address.
+fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("--url must start with http://")?;
+    let host_port = rest.trim_end_matches('/');
+    host_port
+        .parse()
+        .with_context(|| format!("--url needs an IP address and a port, got `{host_port}`"))
+}
+
+/// Where and what was measured: commit, machine, load, mode.
+fn header(repo: &Path, args: &RunArgs, fd_limit: u64) -> String {
+    let git = |a: &[&str]| {
+        Command::new("git")
+            .args(a)
+            .current_dir(repo)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_owned())
+            .unwrap_or_default()
+    };
+    let commit = git(&["rev-parse", "--short=10", "HEAD"]);
+    let dirty = git(&["status", "--porcelain", "--", "src", "Cargo.toml"]);
+    let dirty = if dirty.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " **plus uncommitted changes** in: {}",
+            dirty
+                .lines()
+                .map(|l| l.get(3..).unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "# chunkstream-bench results\n\n\
+         - server: chunkstream at commit `{commit}`{dirty}\n\
+         - mode: {}; run at {date}; {cores} cores; load average at start {}; fd limit {fd_limit}\n\
+         - server log level: `{}`\n",
+        if args.quick { "--quick" } else { "full" },
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        args.server_log,
+    )
+}

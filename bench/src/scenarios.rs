@@ -1,0 +1,690 @@
+//! The scenarios of issue 7's targets table: each runs its load against chunkstream and the
+//! baselines, several times, interleaved (so the machine's noise hits every server alike),
+//! and reports medians and same-run ratios.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+
+use crate::{
+    load::{self, Route},
+    plot::{self, Series},
+    procs::{Kind, Launcher, Server},
+    report::{Report, Status, median, percentile, si},
+};
+
+/// How long and how hard to measure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Runs per throughput scenario (the median is reported).
+    pub runs: usize,
+    /// Length of each flat-out or request-loop run.
+    pub run_time: Duration,
+    /// SSE streams held in the 1-event-per-5-s scenario.
+    pub sse_conns: usize,
+    /// How long all of them are held.
+    pub sse_hold: Duration,
+    /// Also hold as many SSE streams as the fd limit allows (chunkstream only).
+    pub sse_max: Option<usize>,
+    /// Samples of first-chunk latency per route.
+    pub first_chunk_samples: usize,
+    /// Chunks of the pacing-drift streams (10 ms apart).
+    pub drift_chunks: u64,
+    /// Interval of the 1 k-chunk stream in the memory scenario.
+    pub small_interval: Duration,
+    /// Longest the 100 M-chunk stream is read in the memory scenario.
+    pub big_cap: Duration,
+    /// How long the slow reader stops reading.
+    pub stall: Duration,
+    /// Where plots go.
+    pub results: PathBuf,
+}
+
+impl Plan {
+    /// The full suite (about 6–8 minutes here).
+    pub fn full(results: PathBuf, fd_limit: u64) -> Self {
+        Self {
+            runs: 5,
+            run_time: Duration::from_secs(3),
+            sse_conns: 10_000,
+            sse_hold: Duration::from_secs(12),
+            // Client and server are separate processes, each with the whole limit; keep
+            // a margin for listeners, logs and the runtime.
+            sse_max: usize::try_from(fd_limit)
+                .ok()
+                .filter(|&l| l > 12_000)
+                .map(|l| l - 1_000),
+            first_chunk_samples: 30,
+            drift_chunks: 1_001,
+            small_interval: Duration::from_millis(5),
+            big_cap: Duration::from_secs(20),
+            stall: Duration::from_secs(10),
+            results,
+        }
+    }
+
+    /// A quick look (about 2 minutes).
+    pub fn quick(results: PathBuf) -> Self {
+        Self {
+            runs: 3,
+            run_time: Duration::from_secs(1),
+            sse_conns: 2_000,
+            sse_hold: Duration::from_secs(6),
+            sse_max: None,
+            first_chunk_samples: 10,
+            drift_chunks: 201,
+            small_interval: Duration::from_millis(2),
+            big_cap: Duration::from_secs(6),
+            stall: Duration::from_secs(10),
+            results,
+        }
+    }
+}
+
+/// Runs scenarios, keeps the report.
+pub struct Bench {
+    /// How to start servers.
+    pub launcher: Launcher,
+    /// Durations and sizes.
+    pub plan: Plan,
+    /// What was measured.
+    pub report: Report,
+}
+
+/// The scenario names `--only` accepts, in the order `all` runs them.
+pub const NAMES: [&str; 9] = [
+    "text-10m",
+    "text-defaults",
+    "sse-flat",
+    "ws-flat",
+    "first-chunk",
+    "drift",
+    "memory",
+    "slow-reader",
+    "sse-held",
+];
+
+impl Bench {
+    /// Runs the scenarios named in `only` (all when empty), in the order of [`NAMES`].
+    pub async fn run(&mut self, only: &[String]) -> anyhow::Result<()> {
+        let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+        // The throughput scenarios share one instance of each server, started now.
+        let shared_needed = NAMES[..6].iter().any(|n| wanted(n));
+        let servers = if shared_needed {
+            Some(Servers {
+                chunkstream: self.launcher.start(Kind::Chunkstream).await?,
+                floor: self.launcher.start(Kind::Floor).await?,
+                axum: self.launcher.start(Kind::Axum).await?,
+            })
+        } else {
+            None
+        };
+        for name in NAMES {
+            if !wanted(name) {
+                continue;
+            }
+            println!("\n## {name}");
+            let result = match (name, servers.as_ref()) {
+                ("text-10m", Some(s)) => self.text_10m(s).await,
+                ("text-defaults", Some(s)) => self.text_defaults(s).await,
+                ("sse-flat", Some(s)) => self.flat(s, Route::Sse, 10).await,
+                ("ws-flat", Some(s)) => self.flat(s, Route::Ws, 100).await,
+                ("first-chunk", Some(s)) => self.first_chunk(s).await,
+                ("drift", Some(s)) => self.drift(s).await,
+                ("memory", _) => self.memory().await,
+                ("slow-reader", _) => self.slow_reader().await,
+                ("sse-held", _) => self.sse_held().await,
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                println!("  !! {name} failed: {e:#}");
+                self.report
+                    .row(name, format!("failed: {e:#}"), "", "", Status::Failed);
+            }
+        }
+        Ok(())
+    }
+
+    /// `/stream?count=10000000` on one connection, lines/s, vs the floor and axum.
+    async fn text_10m(&mut self, s: &Servers) -> anyhow::Result<()> {
+        const COUNT: u64 = 10_000_000;
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
+        let order = [&s.chunkstream, &s.floor, &s.axum];
+        for run in 0..self.plan.runs {
+            for (i, server) in order.iter().enumerate() {
+                let before = server.cpu();
+                let rate = load::text_rate(server.addr, COUNT).await?;
+                rates[i].push(rate);
+                if let (Some(b), Some(a)) = (before, server.cpu()) {
+                    cpu[i].push((a - b).as_secs_f64() * 1e9 / COUNT as f64);
+                }
+                println!(
+                    "  run {run}: {:<12} {:>8} lines/s",
+                    server.kind.name(),
+                    si(rate)
+                );
+            }
+        }
+        let vs_floor = ratios(&rates[0], &rates[1]);
+        let vs_axum = ratios(&rates[0], &rates[2]);
+        let r_floor = median(&vs_floor);
+        self.report.row(
+            "`/stream?count=10000000`, 1 connection",
+            format!(
+                "chunkstream {} lines/s ({:.0} ns CPU/line); floor {} ({:.0} ns); axum {} ({:.0} ns)",
+                si(median(&rates[0])),
+                median(&cpu[0]),
+                si(median(&rates[1])),
+                median(&cpu[1]),
+                si(median(&rates[2])),
+                median(&cpu[2]),
+            ),
+            format!("{r_floor:.2}× floor, {:.1}× axum", median(&vs_axum)),
+            "≥ 1.0× floor",
+            Status::check(r_floor >= 1.0),
+        );
+        self.report.raw(
+            "text_10m_lines_per_s",
+            serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
+                               "server_cpu_ns_per_line": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}}),
+        );
+        let series = ["chunkstream", "hyper floor", "axum (idiomatic)"]
+            .iter()
+            .zip(&rates)
+            .map(|(name, r)| Series {
+                name: (*name).to_owned(),
+                points: r
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| ((i + 1) as f64, v / 1e6))
+                    .collect(),
+            })
+            .collect::<Vec<_>>();
+        plot::lines(
+            &self.plan.results.join("lines-per-second.svg"),
+            "/stream?count=10000000, one connection: lines/s per run",
+            "run (the three servers interleaved in each run)",
+            "million lines/s",
+            &series,
+        )
+    }
+
+    /// `/stream` with its defaults, 64 keep-alive connections, req/s.
+    async fn text_defaults(&mut self, s: &Servers) -> anyhow::Result<()> {
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
+        let order = [&s.chunkstream, &s.floor, &s.axum];
+        for run in 0..self.plan.runs {
+            for (i, server) in order.iter().enumerate() {
+                let before = server.cpu();
+                let rate = load::request_loop(server.addr, 64, self.plan.run_time).await?;
+                rates[i].push(rate);
+                if let (Some(b), Some(a)) = (before, server.cpu()) {
+                    let requests = rate * self.plan.run_time.as_secs_f64();
+                    cpu[i].push((a - b).as_secs_f64() * 1e6 / requests);
+                }
+                println!(
+                    "  run {run}: {:<12} {:>8} req/s",
+                    server.kind.name(),
+                    si(rate)
+                );
+            }
+        }
+        let vs_axum = median(&ratios(&rates[0], &rates[2]));
+        let vs_floor = median(&ratios(&rates[0], &rates[1]));
+        self.report.row(
+            "`/stream` defaults, 64 connections (keep-alive loop)",
+            format!(
+                "chunkstream {} req/s ({:.1} µs CPU/req); floor {} ({:.1} µs); axum {} ({:.1} µs)",
+                si(median(&rates[0])),
+                median(&cpu[0]),
+                si(median(&rates[1])),
+                median(&cpu[1]),
+                si(median(&rates[2])),
+                median(&cpu[2]),
+            ),
+            format!("{vs_axum:.2}× axum, {vs_floor:.2}× floor"),
+            "≥ 1.1× axum, ≥ 0.8× floor",
+            Status::check(vs_axum >= 1.1 && vs_floor >= 0.8),
+        );
+        self.report.raw(
+            "text_defaults_req_per_s",
+            serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
+                               "server_cpu_us_per_req": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}}),
+        );
+        Ok(())
+    }
+
+    /// SSE (10 connections) or WS (100 connections) read flat out: chunks/s vs axum.
+    async fn flat(&mut self, s: &Servers, route: Route, conns: usize) -> anyhow::Result<()> {
+        let (work, unit, target, factor) = match route {
+            Route::Sse => ("SSE, 10 connections flat out", "events/s", "≥ 2× axum", 2.0),
+            _ => ("WS, 100 connections flat out", "msgs/s", "≥ 3× axum", 3.0),
+        };
+        if !load::route_exists(s.chunkstream.addr, route).await? {
+            self.report.row(work, "", "", target, Status::RouteMissing);
+            return Ok(());
+        }
+        let mut rates: [Vec<f64>; 2] = Default::default();
+        let mut cpu: [Vec<f64>; 2] = Default::default();
+        for run in 0..self.plan.runs {
+            for (i, server) in [&s.chunkstream, &s.axum].iter().enumerate() {
+                let window = load::flat_out(server.addr, route, conns, self.plan.run_time, || {
+                    server.cpu()
+                })
+                .await?;
+                let rate = window.rate;
+                rates[i].push(rate);
+                cpu[i].extend(window.cpu_ns_per_chunk);
+                println!(
+                    "  run {run}: {:<12} {:>8} {unit}",
+                    server.kind.name(),
+                    si(rate)
+                );
+                // Let the server notice the closed streams before the next run.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let vs_axum = median(&ratios(&rates[0], &rates[1]));
+        self.report.row(
+            work,
+            format!(
+                "chunkstream {} {unit} ({:.0} ns CPU each); axum {} ({:.0} ns)",
+                si(median(&rates[0])),
+                median(&cpu[0]),
+                si(median(&rates[1])),
+                median(&cpu[1]),
+            ),
+            format!("{vs_axum:.2}× axum"),
+            target,
+            Status::check(vs_axum >= factor),
+        );
+        let key = if route == Route::Sse {
+            "sse_flat"
+        } else {
+            "ws_flat"
+        };
+        self.report.raw(
+            key,
+            serde_json::json!({"chunkstream": rates[0], "axum": rates[1],
+                               "server_cpu_ns_per_chunk": {"chunkstream": cpu[0], "axum": cpu[1]}}),
+        );
+        Ok(())
+    }
+
+    /// Time to the first chunk of a stream paced 1 s apart, per route.
+    async fn first_chunk(&mut self, s: &Servers) -> anyhow::Result<()> {
+        let mut raw = serde_json::Map::new();
+        for route in Route::ALL {
+            if !load::route_exists(s.chunkstream.addr, route).await? {
+                self.report.row(
+                    format!("first chunk, interval 1 s, `{}`", route.path()),
+                    "",
+                    "",
+                    "< 2 ms",
+                    Status::RouteMissing,
+                );
+                continue;
+            }
+            let mut samples: [Vec<f64>; 2] = Default::default();
+            for _ in 0..self.plan.first_chunk_samples {
+                for (i, server) in [&s.chunkstream, &s.axum].iter().enumerate() {
+                    let took =
+                        load::first_chunk(server.addr, route, "count=2&interval_ms=1000").await?;
+                    samples[i].push(took.as_secs_f64() * 1e3);
+                }
+            }
+            let p99 = percentile(&samples[0], 99.0);
+            self.report.row(
+                format!("first chunk, interval 1 s, `{}`", route.path()),
+                format!(
+                    "chunkstream {:.2} ms (p99 {p99:.2}); axum {:.2} ms (p99 {:.2})",
+                    median(&samples[0]),
+                    median(&samples[1]),
+                    percentile(&samples[1], 99.0)
+                ),
+                format!("n = {} each", samples[0].len()),
+                "< 2 ms",
+                Status::check(p99 < 2.0),
+            );
+            raw.insert(
+                route.path().to_owned(),
+                serde_json::json!({"chunkstream_ms": samples[0], "axum_ms": samples[1]}),
+            );
+        }
+        self.report.raw("first_chunk", raw);
+        Ok(())
+    }
+
+    /// Pacing drift: `drift_chunks` chunks 10 ms apart, every route of both servers at once.
+    async fn drift(&mut self, s: &Servers) -> anyhow::Result<()> {
+        let interval = Duration::from_millis(10);
+        let count = self.plan.drift_chunks;
+        let mut routes = Vec::new();
+        for route in Route::ALL {
+            if load::route_exists(s.chunkstream.addr, route).await? {
+                routes.push(route);
+            }
+        }
+        let mut runs = Vec::new();
+        for &route in &routes {
+            for server in [&s.chunkstream, &s.axum] {
+                let addr = server.addr;
+                runs.push(async move {
+                    let d = load::drift(addr, route, count, interval).await;
+                    (server.kind, route, d)
+                });
+            }
+        }
+        let results = futures_util::future::join_all(runs).await;
+        let mut measured = Vec::new();
+        let mut worst = Duration::ZERO;
+        let mut raw = serde_json::Map::new();
+        for (kind, route, d) in results {
+            let d = d.with_context(|| format!("{} {}", kind.name(), route.path()))?;
+            if kind == Kind::Chunkstream {
+                worst = worst.max(d);
+            }
+            measured.push(format!(
+                "{} `{}` +{:.1} ms",
+                kind.name(),
+                route.path(),
+                d.as_secs_f64() * 1e3
+            ));
+            raw.insert(
+                format!("{} {}", kind.name(), route.path()),
+                serde_json::json!(d.as_secs_f64() * 1e3),
+            );
+        }
+        let missing = Route::ALL.len() - routes.len();
+        self.report.row(
+            format!("pacing drift, {} chunks 10 ms apart", count),
+            measured.join("; "),
+            if missing > 0 {
+                format!("{missing} route(s) missing")
+            } else {
+                "late by, vs (count − 1) × interval".to_owned()
+            },
+            "no drift (< 1 interval)",
+            Status::check(worst < interval),
+        );
+        self.report.raw("drift_ms", raw);
+        Ok(())
+    }
+
+    /// RSS while streaming 100 M chunks vs while streaming 1 k (each on a fresh server).
+    async fn memory(&mut self) -> anyhow::Result<()> {
+        let mut series = Vec::new();
+        let mut peaks = Vec::new();
+        let small_interval = self.plan.small_interval.as_millis();
+        for (label, query, cap) in [
+            (
+                format!("1 k chunks, {small_interval} ms apart"),
+                format!("count=1000&interval_ms={small_interval}"),
+                Duration::from_secs(60),
+            ),
+            (
+                "100 M chunks, flat out".to_owned(),
+                "count=100000000".to_owned(),
+                self.plan.big_cap,
+            ),
+        ] {
+            let server = self.launcher.start(Kind::Chunkstream).await?;
+            let idle = server.rss_kib().unwrap_or(0);
+            let (points, lines, secs) = stream_sampling_rss(&server, &query, cap).await?;
+            let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+            println!(
+                "  {label}: idle {idle} KiB, peak {peak:.0} KiB, {lines} lines in {secs:.1} s"
+            );
+            peaks.push((label.clone(), idle, peak, lines));
+            series.push(Series {
+                name: label,
+                points: points.iter().map(|&(t, kib)| (t, kib / 1024.0)).collect(),
+            });
+        }
+        let diff_kib = peaks[1].2 - peaks[0].2;
+        self.report.row(
+            "memory vs stream size (RSS while streaming)",
+            format!(
+                "peak {:.1} MiB with 1 k chunks; {:.1} MiB with 100 M ({} lines read)",
+                peaks[0].2 / 1024.0,
+                peaks[1].2 / 1024.0,
+                si(peaks[1].3 as f64),
+            ),
+            format!("100 M − 1 k: {:+.0} KiB", diff_kib),
+            "within 1 MiB",
+            Status::check(diff_kib.abs() <= 1024.0),
+        );
+        self.report.raw(
+            "memory_rss_kib",
+            serde_json::json!(
+                peaks.iter().map(|p| serde_json::json!({"stream": p.0, "idle": p.1, "peak": p.2, "lines": p.3}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        plot::lines(
+            &self.plan.results.join("rss-vs-stream-size.svg"),
+            "chunkstream RSS while streaming: 1 k vs 100 M chunks",
+            "seconds since the request",
+            "server RSS, MiB",
+            &series,
+        )
+    }
+
+    /// A client that stops reading a 10 M-chunk stream: RSS growth and server CPU.
+    async fn slow_reader(&mut self) -> anyhow::Result<()> {
+        let server = self.launcher.start(Kind::Chunkstream).await?;
+        let idle = server.rss_kib().unwrap_or(0);
+        let mut conn =
+            load::open(server.addr, Route::Text, "count=10000000", false, 64 * 1024).await?;
+        // Read about 1 MiB, then stop.
+        let mut lines = crate::client::LineCounter::default();
+        while lines.lines < 50_000 {
+            let deadline = Some(std::time::Instant::now() + Duration::from_millis(1));
+            conn.read_body(&mut lines, deadline).await?;
+        }
+        let reading = server.rss_kib().unwrap_or(0);
+        // The first second fills the socket buffers; measure CPU after that.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let cpu_start = server.cpu();
+        let mut peak = reading;
+        let stall_rest = self.plan.stall.saturating_sub(Duration::from_secs(1));
+        let stalled = std::time::Instant::now();
+        while stalled.elapsed() < stall_rest {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            peak = peak.max(server.rss_kib().unwrap_or(0));
+        }
+        let cpu_stalled = diff(cpu_start, server.cpu());
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let cpu_after_start = server.cpu();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let cpu_after = diff(cpu_after_start, server.cpu());
+        let after_rss = server.rss_kib().unwrap_or(0);
+        let growth = peak.saturating_sub(idle);
+        let stalled_pct = cpu_stalled.as_secs_f64() / stall_rest.as_secs_f64() * 100.0;
+        let after_pct = cpu_after.as_secs_f64() / 2.0 * 100.0;
+        self.report.row(
+            format!(
+                "slow reader: 10 M-chunk stream, reading stops for {} s",
+                self.plan.stall.as_secs()
+            ),
+            format!(
+                "RSS idle {idle} KiB, reading {reading} KiB, stalled peak {peak} KiB, after {after_rss} KiB; \
+                 server CPU {stalled_pct:.1}% while stalled, {after_pct:.1}% after the client left"
+            ),
+            format!("growth over idle {growth} KiB"),
+            "growth < 1 MiB, CPU ~0",
+            Status::check(growth < 1024 && stalled_pct < 2.0 && after_pct < 2.0),
+        );
+        self.report.raw(
+            "slow_reader",
+            serde_json::json!({"idle_kib": idle, "reading_kib": reading, "peak_kib": peak,
+                               "after_kib": after_rss, "cpu_stalled_pct": stalled_pct,
+                               "cpu_after_pct": after_pct}),
+        );
+        Ok(())
+    }
+
+    /// Thousands of SSE streams, one event per 5 s: held, lag, RSS per connection.
+    async fn sse_held(&mut self) -> anyhow::Result<()> {
+        let interval = Duration::from_secs(5);
+        let mut series = Vec::new();
+        let mut sizes = vec![
+            (Kind::Chunkstream, self.plan.sse_conns),
+            (Kind::Axum, self.plan.sse_conns),
+        ];
+        if let Some(max) = self.plan.sse_max.filter(|&m| m > self.plan.sse_conns) {
+            sizes.push((Kind::Chunkstream, max));
+        }
+        let mut raw = serde_json::Map::new();
+        for (kind, n) in sizes {
+            let server = self.launcher.start(kind).await?;
+            if !load::route_exists(server.addr, Route::Sse).await? {
+                self.report.row(
+                    format!("SSE, {n} connections × 1 event per 5 s"),
+                    "",
+                    "",
+                    "all held, p99 lag < 20 ms, ≤ 10 KiB RSS/conn",
+                    Status::RouteMissing,
+                );
+                continue;
+            }
+            // Give the route probe's stream time to end, then measure from idle.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let held = load::sse_held(server.addr, n, interval, self.plan.sse_hold, || {
+                server.rss_kib()
+            })
+            .await?;
+            let per_conn = (held.rss_held_kib.saturating_sub(held.rss_before_kib)) as f64
+                / held.held.max(1) as f64;
+            let p99 = percentile(&held.lag_ms, 99.0);
+            println!(
+                "  {}: {n} wanted, {} held, {} failed, {per_conn:.1} KiB/conn, p99 lag {p99:.1} ms{}",
+                kind.name(),
+                held.held,
+                held.failed,
+                held.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first error: {e})"))
+                    .unwrap_or_default()
+            );
+            let label = format!("{} ({n})", kind.name());
+            series.push(Series {
+                name: label.clone(),
+                points: held
+                    .curve
+                    .iter()
+                    .map(|&(open, kib)| (open as f64, kib as f64 / 1024.0))
+                    .collect(),
+            });
+            let ok = held.held == n && p99 < 20.0 && per_conn <= 10.0;
+            let per_gib = if per_conn > 0.0 {
+                format!(", ⇒ {} per GiB", si(1024.0 * 1024.0 / per_conn))
+            } else {
+                String::new()
+            };
+            self.report.row(
+                format!("SSE, {n} connections × 1 event per 5 s — {}", kind.name()),
+                format!(
+                    "{}/{n} held; lag p50 {:.2} ms, p99 {p99:.2} ms, max {:.1} ms ({} events); \
+                     {per_conn:.1} KiB RSS/conn{per_gib}",
+                    held.held,
+                    median(&held.lag_ms),
+                    percentile(&held.lag_ms, 100.0),
+                    held.lag_ms.len()
+                ),
+                format!(
+                    "RSS {:.1} → {:.1} MiB",
+                    held.rss_before_kib as f64 / 1024.0,
+                    held.rss_held_kib as f64 / 1024.0
+                ),
+                if kind == Kind::Chunkstream {
+                    "all held, p99 lag < 20 ms, ≤ 10 KiB/conn"
+                } else {
+                    "(baseline)"
+                },
+                if kind == Kind::Chunkstream {
+                    Status::check(ok)
+                } else {
+                    Status::Info
+                },
+            );
+            let mut lags = held.lag_ms.clone();
+            lags.sort_by(f64::total_cmp);
+            raw.insert(
+                label,
+                serde_json::json!({"wanted": n, "held": held.held, "failed": held.failed,
+                    "rss_before_kib": held.rss_before_kib, "rss_held_kib": held.rss_held_kib,
+                    "kib_per_conn": per_conn, "curve": held.curve,
+                    "lag_ms_p50": median(&lags), "lag_ms_p99": p99,
+                    "lag_ms_max": lags.last().copied().unwrap_or(0.0),
+                    "first_error": held.first_error}),
+            );
+            drop(server);
+            // Let the kernel reap the closed sockets before the next server.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.report.raw("sse_held", raw);
+        if series.is_empty() {
+            return Ok(());
+        }
+        plot::lines(
+            &self.plan.results.join("rss-vs-sse-connections.svg"),
+            "server RSS vs open SSE connections (1 event per 5 s each)",
+            "open SSE connections",
+            "server RSS, MiB",
+            &series,
+        )
+    }
+}
+
+/// The shared instances of the three servers.
+struct Servers {
+    chunkstream: Server,
+    floor: Server,
+    axum: Server,
+}
+
+/// Per-run ratios `a[i] / b[i]` (same run, so the machine's state is shared).
+fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect()
+}
+
+fn diff(before: Option<Duration>, after: Option<Duration>) -> Duration {
+    match (before, after) {
+        (Some(b), Some(a)) => a.saturating_sub(b),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Streams `/stream?{query}` reading flat out for at most `cap`, sampling the server's RSS
+/// every 50 ms. Returns `(seconds, KiB)` samples, lines read and seconds taken.
+async fn stream_sampling_rss(
+    server: &Server,
+    query: &str,
+    cap: Duration,
+) -> anyhow::Result<(Vec<(f64, f64)>, u64, f64)> {
+    let started = std::time::Instant::now();
+    let mut conn = load::open(server.addr, Route::Text, query, false, 256 * 1024).await?;
+    let mut lines = crate::client::LineCounter::default();
+    let mut points = vec![(0.0, server.rss_kib().unwrap_or(0) as f64)];
+    let deadline = started + cap;
+    loop {
+        let tick = (std::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+        let end = conn.read_body(&mut lines, Some(tick)).await?;
+        points.push((
+            started.elapsed().as_secs_f64(),
+            server.rss_kib().unwrap_or(0) as f64,
+        ));
+        if end == crate::client::BodyEnd::Complete || std::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    Ok((points, lines.lines, started.elapsed().as_secs_f64()))
+}
