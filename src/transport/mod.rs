@@ -7,6 +7,7 @@
 
 pub mod sse;
 pub mod text;
+pub mod ws;
 
 use std::{
     io,

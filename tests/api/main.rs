@@ -8,3 +8,4 @@ mod ops;
 mod spec;
 mod sse;
 mod text;
+mod ws;
