@@ -5,7 +5,7 @@ use std::{future::Future, io, net::SocketAddr, sync::Arc};
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
     endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     web::Json,
 };
 use rust_embed::RustEmbed;
@@ -69,9 +69,16 @@ async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
         }
         _ => err.to_string(),
     };
-    Ok(Json(serde_json::json!({ "error": message }))
+    let mut resp = Json(serde_json::json!({ "error": message }))
         .with_status(status)
-        .into_response())
+        .into_response();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // Every route of this server is a GET (poem answers HEAD from it), as RFC 9110 says
+        // a 405 must tell.
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    Ok(resp)
 }
 
 /// A bound server, not yet running: tests bind port 0 and read the port.

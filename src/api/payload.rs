@@ -5,6 +5,7 @@
 
 use poem::{Body, IntoResponse, Response, http::header};
 use poem_openapi::{
+    Enum, Object, Union,
     payload::Payload,
     registry::{MetaSchema, MetaSchemaRef, Registry},
     types::Type,
@@ -48,26 +49,66 @@ impl IntoResponse for TextChunks {
 /// `text/event-stream`: one `chunk` event per Chunk, then an `end` event.
 pub struct EventChunks(pub Body);
 
+/// The name of a chunk event.
+#[derive(Enum)]
+#[oai(rename_all = "lowercase")]
+enum ChunkEventName {
+    /// `event: chunk`
+    Chunk,
+}
+
+/// The name of the end event.
+#[derive(Enum)]
+#[oai(rename_all = "lowercase")]
+enum EndEventName {
+    /// `event: end`
+    End,
+}
+
+/// One chunk, as an event: `id: <index>`, `event: chunk`, `data: <Chunk as JSON>`.
+#[derive(Object)]
+struct ChunkEvent {
+    /// `chunk`.
+    event: ChunkEventName,
+    /// The chunk's index; what the browser sends back as `Last-Event-ID`.
+    #[oai(validator(pattern = r"^[0-9]{1,20}$"))]
+    id: String,
+    /// The Chunk (see the `Chunk` schema) as JSON, e.g.
+    /// `{"index":0,"text":"Data Chunk 0"}`.
+    data: String,
+}
+
+/// The last event of a complete stream: `event: end`, `data: {"count": <count>}`. A stream
+/// cut by a server shutdown ends without it, so that the client reconnects and resumes.
+#[derive(Object)]
+struct EndEvent {
+    /// `end`.
+    event: EndEventName,
+    /// `{"count": <count>}`: the stream's length.
+    data: String,
+    /// Not sent with this event; an `EventSource` keeps the last chunk's id.
+    id: Option<String>,
+}
+
+/// An event of the stream (OpenAPI 3.0 has no schema for a stream; like OpenAPI 3.2's
+/// `itemSchema`, this describes each event, as tools such as Schemathesis read it).
+#[derive(Union)]
+#[oai(one_of)]
+#[allow(dead_code)] // Documentation only: the transport writes the events itself.
+enum StreamEvent {
+    Chunk(ChunkEvent),
+    End(EndEvent),
+}
+
 impl Payload for EventChunks {
     const CONTENT_TYPE: &'static str = "text/event-stream";
 
     fn schema_ref() -> MetaSchemaRef {
-        // OpenAPI 3.0 cannot describe a stream of events; like poem-openapi's own
-        // `EventStream` we say "array of Chunk in event-stream format".
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            description: Some(
-                "Server-Sent Events: first `retry: <ms>`; then per chunk `id: <index>`, \
-                 `event: chunk`, `data: <Chunk as JSON>`; after the last chunk `event: end`, \
-                 `data: {\"count\": <count>}`. A `: keep-alive` comment is sent after a period \
-                 of silence. A stream cut by a server shutdown ends without `end`: reconnect \
-                 with `Last-Event-ID` to resume.",
-            ),
-            items: Some(Box::new(ChunkSchema::schema_ref())),
-            ..MetaSchema::new_with_format("array", "event-stream")
-        }))
+        StreamEvent::schema_ref()
     }
 
     fn register(registry: &mut Registry) {
+        StreamEvent::register(registry);
         ChunkSchema::register(registry);
     }
 }

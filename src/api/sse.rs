@@ -53,13 +53,16 @@ impl SseApi {
     async fn stream_sse(
         &self,
         /// Length of the stream: chunks `start .. count` are sent.
-        #[oai(default = "default_count", validator(maximum(value = "100000000")))]
+        #[oai(
+            default = "default_count",
+            validator(minimum(value = "0"), maximum(value = "100000000"))
+        )]
         count: Query<u64>,
         /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
-        #[oai(default, validator(maximum(value = "60000")))]
+        #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
         interval_ms: Query<u64>,
         /// Index of the first chunk, at most `count`. `Last-Event-ID`, when present, wins.
-        #[oai(default)]
+        #[oai(default, validator(minimum(value = "0")))]
         start: Query<u64>,
         /// The `id` of the last event received (browsers send it when they reconnect): the
         /// stream resumes at the chunk after it, overriding `start`. Past the end: 204.

@@ -5,6 +5,7 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
+    process::{Command, Stdio},
     sync::Once,
     time::{Duration, Instant},
 };
@@ -140,4 +141,14 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The real `chunkstream` binary with `args` and extra `envs` (and no inherited `RUST_LOG`).
+pub fn binary(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chunkstream"));
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null());
+    cmd
 }

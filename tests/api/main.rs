@@ -3,9 +3,9 @@
 mod browser;
 mod errors;
 mod eventsource;
+mod fuzz;
 mod helpers;
 mod ops;
 mod spec;
 mod sse;
 mod text;
-mod ws;

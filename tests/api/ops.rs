@@ -9,7 +9,7 @@ use std::{
 
 use futures_util::StreamExt;
 
-use crate::helpers::{spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{binary, spawn_app, spawn_app_with, wait_until};
 
 #[tokio::test]
 async fn past_the_limit_streams_get_503_with_retry_after_until_one_closes() {
@@ -180,16 +180,6 @@ async fn shutdown_with_many_open_streams_is_prompt() {
         "{:?}",
         asked.elapsed()
     );
-}
-
-/// The real binary, started with `args` and `envs`.
-fn binary(args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chunkstream"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null());
-    cmd
 }
 
 #[test]

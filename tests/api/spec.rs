@@ -91,11 +91,28 @@ async fn spec_documents_the_event_stream_and_its_resume_header() {
     assert_eq!(header["in"], "header");
     assert_eq!(header["schema"]["pattern"], "^[0-9]{1,20}$");
     let responses = &op["responses"];
+    // OpenAPI 3.0 describes each event (as 3.2's itemSchema does): a chunk or the end.
     let stream = &responses["200"]["content"]["text/event-stream"]["schema"];
-    assert_eq!(stream["items"]["$ref"], "#/components/schemas/Chunk");
+    assert_eq!(stream["$ref"], "#/components/schemas/StreamEvent");
+    let schemas = &spec["components"]["schemas"];
+    let one_of: Vec<&str> = schemas["StreamEvent"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["$ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        one_of,
+        [
+            "#/components/schemas/ChunkEvent",
+            "#/components/schemas/EndEvent"
+        ]
+    );
+    assert_eq!(
+        schemas["ChunkEvent"]["properties"]["id"]["pattern"],
+        "^[0-9]{1,20}$"
+    );
     for status in ["204", "400", "503"] {
         assert!(responses[status].is_object(), "{status} documented");
     }
-    let chunk = &spec["components"]["schemas"]["Chunk"];
-    assert_eq!(chunk["required"], serde_json::json!(["index", "text"]));
 }
