@@ -24,6 +24,8 @@ use crate::helpers::{TestApp, spawn_app, wait_until};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "chromedriver";
+/// The page's transports, as its panels name them.
+const TRANSPORTS: [&str; 3] = ["text", "sse", "ws"];
 /// Time allowed for anything the page should show soon (generous: CI machines are slow and
 /// the other tests of this binary run at the same time).
 const SOON: Duration = Duration::from_secs(15);
@@ -484,11 +486,169 @@ async fn sse_streams_live_in_order_and_stops_in_the_browser() {
 }
 
 #[tokio::test]
+async fn websocket_streams_live_in_order_and_stops_in_the_browser() {
+    streams_live_in_order_and_stops("ws").await;
+}
+
+#[tokio::test]
+async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser() {
+    let app = spawn_app().await;
+    with_browser(&app, "ws-pause", async |b| {
+        b.open_page().await;
+        let count = 30;
+        b.choose("ws", count, 100).await;
+        b.click("#start").await;
+        b.wait_panel("ws", "a few chunks", SOON, |p| p.count >= 3)
+            .await;
+        assert!(
+            b.is_disabled("resume").await,
+            "Resume is disabled while streaming"
+        );
+        b.click("#pause").await;
+        let paused = b
+            .wait_panel("ws", "the paused state", SOON, |p| p.state == "paused")
+            .await;
+        assert!(
+            b.is_disabled("pause").await,
+            "Pause is disabled while paused"
+        );
+        assert!(
+            !b.is_disabled("resume").await,
+            "Resume is enabled while paused"
+        );
+        // While paused nothing moves, on the page or on the server, for ten intervals (one
+        // chunk may have been in flight when the pause was sent). Observing an absence
+        // takes time: this window is the measurement, not a synchronisation.
+        let sent_paused = chunks_sent(&app, "ws").await;
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_millis(1_000) {
+            let p = b.panel("ws").await;
+            assert!(
+                p.count <= paused.count + 1,
+                "chunks kept coming while paused: {p:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let sent_later = chunks_sent(&app, "ws").await;
+        assert!(
+            sent_later <= sent_paused + 1.0,
+            "the server kept sending while paused: {sent_paused} then {sent_later}"
+        );
+        assert_eq!(
+            open_streams(&app, "ws").await,
+            1.0,
+            "a paused stream stays open"
+        );
+        b.screenshot("ws-paused").await;
+
+        b.click("#resume").await;
+        b.wait_panel("ws", "streaming again", SOON, |p| p.state != "paused")
+            .await;
+        let done = b
+            .wait_panel("ws", "the end of the stream", SOON, |p| {
+                p.state != "streaming" && p.state != "paused"
+            })
+            .await;
+        assert_eq!(done.state, "done", "{done:?}");
+        assert_eq!(done.count, count, "{done:?}");
+        assert!(done.in_order, "{done:?}");
+        assert_eq!(done.indexes, (0..count).collect::<Vec<_>>());
+        b.assert_no_console_errors("pausing and resuming").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn race_runs_all_three_side_by_side_in_the_browser() {
+    let app = spawn_app().await;
+    with_browser(&app, "race", async |b| {
+        // Tall enough for the three panels in one screenshot (the README's picture).
+        b.client
+            .set_window_size(1280, 1120)
+            .await
+            .expect("resize the window");
+        b.open_page().await;
+        let count = 40;
+        b.choose("race", count, 100).await;
+        b.click("#start").await;
+        let visible = b
+            .js(r#"return [...document.querySelectorAll(".panel")].filter((p) => !p.hidden).length;"#)
+            .await;
+        assert_eq!(visible, json!(3), "race shows the three panels");
+        for transport in TRANSPORTS {
+            b.wait_panel(transport, "the race under way", SOON, |p| p.count >= 12)
+                .await;
+        }
+        b.screenshot("race").await;
+        for transport in TRANSPORTS {
+            let done = b
+                .wait_panel(transport, "the end of the race", SOON, |p| {
+                    !matches!(p.state.as_str(), "connecting" | "streaming")
+                })
+                .await;
+            assert_eq!(done.state, "done", "{done:?}");
+            assert_eq!(done.count, count, "{done:?}");
+            assert!(done.in_order, "{done:?}");
+            assert_eq!(done.last, Some(count - 1), "{done:?}");
+            // The DOM stays bounded: the last 50 chunks at most.
+            assert!(done.indexes.len() <= 50, "{done:?}");
+        }
+        b.screenshot("race-done").await;
+
+        // A phone-sized window: everything still fits its width.
+        b.client
+            .set_window_size(390, 844)
+            .await
+            .expect("resize the window");
+        let overflow = b
+            .js("return document.documentElement.scrollWidth - window.innerWidth;")
+            .await;
+        assert!(
+            overflow.as_i64().is_some_and(|px| px <= 0),
+            "the page is wider than a narrow screen by {overflow}px"
+        );
+        b.screenshot("race-narrow").await;
+        b.assert_no_console_errors("racing").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_large_fast_stream_keeps_the_dom_bounded_in_the_browser() {
+    let app = spawn_app().await;
+    with_browser(&app, "large", async |b| {
+        b.open_page().await;
+        let count = 100_000;
+        b.choose("race", count, 0).await;
+        b.click("#start").await;
+        for transport in TRANSPORTS {
+            let done = b
+                .wait_panel(transport, "the end of a large stream", SOON * 4, |p| {
+                    !matches!(p.state.as_str(), "connecting" | "streaming")
+                })
+                .await;
+            assert_eq!(done.state, "done", "{done:?}");
+            assert_eq!(done.count, count, "{done:?}");
+            assert!(done.in_order, "{done:?}");
+            assert_eq!(
+                done.indexes,
+                (count - 50..count).collect::<Vec<_>>(),
+                "only the last 50 chunks stay in the DOM"
+            );
+            assert_eq!(done.received, "100,000");
+        }
+        b.screenshot("large").await;
+        b.assert_no_console_errors("a large stream").await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_bad_count_shows_the_servers_message_in_the_browser() {
     let app = spawn_app().await;
     with_browser(&app, "bad-count", async |b| {
         b.open_page().await;
-        for transport in ["text", "sse"] {
+        for transport in TRANSPORTS {
             b.choose(transport, 100_000_001, 0).await;
             b.click("#start").await;
             let panel = b
@@ -533,7 +693,7 @@ async fn docs_link_renders_the_operations_in_the_browser() {
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let wanted = ["/stream", "/stream/sse"];
+            let wanted = ["/stream", "/stream/sse", "/stream/ws"];
             if wanted.iter().all(|w| paths.contains(w)) {
                 break;
             }
