@@ -6,6 +6,8 @@ mod eventsource;
 mod fuzz;
 mod helpers;
 mod ops;
+mod scaleout;
 mod spec;
 mod sse;
 mod text;
+mod ws;

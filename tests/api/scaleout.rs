@@ -1,0 +1,291 @@
+//! Scale-out: two instances behind nginx with `deploy/nginx.conf` (the file users deploy),
+//! streams through the proxy, and a rolling restart that an SSE client survives.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+
+use crate::{
+    eventsource::{Item, Parser},
+    helpers::{binary, wait_until},
+};
+
+/// The ports `deploy/nginx.conf` names.
+const PROXY_PORT: u16 = 8080;
+const INSTANCE_PORTS: [u16; 2] = [3001, 3002];
+
+/// A child process, stopped if the test ends early.
+struct Process(Child);
+
+impl Drop for Process {
+    /// SIGTERM first (SIGKILL on nginx's master would orphan its workers, still listening),
+    /// SIGKILL only if that does not end it within a few seconds.
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Sends SIGTERM and waits (at most `deadline`) for a clean exit.
+    async fn terminate(&mut self, deadline: Duration) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+                return;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "no exit {deadline:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn instance(port: u16) -> Process {
+    Process(
+        binary(
+            &[
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--sse-retry-ms",
+                "100",
+            ],
+            &[],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chunkstream"),
+    )
+}
+
+fn nginx_binary() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
+}
+
+fn nginx(prefix: &Path) -> Process {
+    for dir in ["logs", "tmp"] {
+        std::fs::create_dir_all(prefix.join(dir)).unwrap();
+    }
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nginx.conf");
+    let stderr = std::fs::File::create(prefix.join("logs/stderr.log")).unwrap();
+    Process(
+        Command::new(nginx_binary())
+            .arg("-p")
+            .arg(prefix)
+            .args(["-c", conf, "-e", "stderr", "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start nginx"),
+    )
+}
+
+async fn healthy(port: u16) -> bool {
+    reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .is_ok_and(|r| r.status() == 200)
+}
+
+/// Restarts the instance on `port`: SIGTERM, clean exit, start again, healthy.
+async fn restart(process: &mut Process, port: u16) {
+    process.terminate(Duration::from_secs(3)).await;
+    *process = instance(port);
+    wait_until(Duration::from_secs(10), "the instance to restart", || {
+        healthy(port)
+    })
+    .await;
+}
+
+/// What an `EventSource` does: read events, and when the connection ends without `end`,
+/// wait the announced `retry` delay and reconnect with `Last-Event-ID`. Any status but
+/// 200 or 204 would make a browser give up, so it fails the test.
+/// Returns the chunk indexes received and the number of connections made.
+async fn event_source(url: String, progress: Arc<AtomicU64>) -> (Vec<u64>, u32) {
+    let client = reqwest::Client::new();
+    let opened = Instant::now();
+    let (mut last_id, mut retry) = (String::new(), Duration::from_secs(1));
+    let (mut got, mut connections) = (Vec::new(), 0);
+    loop {
+        let mut req = client.get(&url);
+        if !last_id.is_empty() {
+            req = req.header("Last-Event-ID", &last_id);
+        }
+        connections += 1;
+        if let Ok(resp) = req.send().await {
+            match resp.status().as_u16() {
+                200 => {}
+                204 => return (got, connections),
+                status => panic!("an EventSource would give up on {status}"),
+            }
+            let mut parser = Parser::default();
+            let mut body = resp.bytes_stream();
+            while let Some(Ok(bytes)) = body.next().await {
+                for item in parser.feed(&bytes, opened.elapsed()) {
+                    match item {
+                        Item::Retry(ms) => retry = Duration::from_millis(ms),
+                        Item::Event(e) if e.event == "end" => return (got, connections),
+                        Item::Event(e) => {
+                            let json: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+                            got.push(json["index"].as_u64().unwrap());
+                            last_id = e.last_event_id;
+                            progress.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Item::Comment(..) => {}
+                    }
+                }
+            }
+        }
+        // The reconnection delay is part of the protocol, not a synchronisation.
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// Times from the request to each chunk's arrival, for a stream of `count` lines/events/frames.
+async fn arrival_times(route: &str, count: usize) -> Vec<Duration> {
+    let query = format!("count={count}&interval_ms=400");
+    let sent = Instant::now();
+    let mut times = Vec::new();
+    if route == "ws" {
+        let url = format!("ws://127.0.0.1:{PROXY_PORT}/stream/ws?{query}");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(_) = msg {
+                times.push(sent.elapsed());
+            }
+        }
+    } else {
+        let path = if route == "sse" {
+            "/stream/sse"
+        } else {
+            "/stream"
+        };
+        let url = format!("http://127.0.0.1:{PROXY_PORT}{path}?{query}");
+        let resp = reqwest::get(url).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let marker = if route == "sse" {
+            "event: chunk"
+        } else {
+            "Data Chunk"
+        };
+        let mut body = resp.bytes_stream();
+        let mut text = String::new();
+        while let Some(bytes) = body.next().await {
+            text.push_str(std::str::from_utf8(&bytes.unwrap()).unwrap());
+            while times.len() < text.matches(marker).count() {
+                times.push(sent.elapsed());
+            }
+        }
+    }
+    times
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_survive_a_rolling_restart_behind_nginx() {
+    let probe = Command::new(nginx_binary()).arg("-v").output();
+    assert!(
+        probe.is_ok(),
+        "nginx is not installed: ./scripts/test.sh installs it"
+    );
+    for port in INSTANCE_PORTS.into_iter().chain([PROXY_PORT]) {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} (named in deploy/nginx.conf) is in use"
+        );
+    }
+    let prefix = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nginx");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let mut a = instance(INSTANCE_PORTS[0]);
+    let mut b = instance(INSTANCE_PORTS[1]);
+    let _proxy = nginx(&prefix);
+    wait_until(Duration::from_secs(10), "instances and nginx", || async {
+        healthy(INSTANCE_PORTS[0]).await
+            && healthy(INSTANCE_PORTS[1]).await
+            && healthy(PROXY_PORT).await
+    })
+    .await;
+
+    // Every transport streams through the proxy: nothing is buffered.
+    for route in ["text", "sse", "ws"] {
+        let times = arrival_times(route, 3).await;
+        assert_eq!(times.len(), 3, "{route}");
+        assert!(times[0] < Duration::from_millis(300), "{route}: {times:?}");
+        assert!(
+            times[2] - times[0] >= Duration::from_millis(700),
+            "{route}: {times:?}"
+        );
+    }
+
+    // An SSE client rides through a rolling restart of both instances.
+    let progress = Arc::new(AtomicU64::new(0));
+    let url = format!("http://127.0.0.1:{PROXY_PORT}/stream/sse?count=100&interval_ms=50");
+    let client = tokio::spawn(event_source(url, progress.clone()));
+    wait_until(Duration::from_secs(5), "the first chunks", || async {
+        progress.load(Ordering::SeqCst) >= 10
+    })
+    .await;
+    restart(&mut a, INSTANCE_PORTS[0]).await;
+    restart(&mut b, INSTANCE_PORTS[1]).await;
+    let (got, connections) = tokio::time::timeout(Duration::from_secs(30), client)
+        .await
+        .expect("the stream completes")
+        .unwrap();
+    assert_eq!(got, (0..100).collect::<Vec<u64>>(), "no gap, no duplicate");
+    assert!(
+        connections >= 2,
+        "the restarts cut the stream at least once"
+    );
+
+    // WebSocket clients of a stopped instance are told it is going away (1001).
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        let url = format!("ws://127.0.0.1:{PROXY_PORT}/stream/ws?count=1000&interval_ms=100");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let first = ws.next().await.unwrap().unwrap();
+        assert!(first.is_text(), "{first:?}");
+        sockets.push(ws);
+    }
+    a.terminate(Duration::from_secs(3)).await;
+    b.terminate(Duration::from_secs(3)).await;
+    for mut ws in sockets {
+        let close = loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    }
+}
