@@ -365,8 +365,16 @@ pub struct Held {
     pub rss_held_kib: u64,
     /// `(open streams, server RSS KiB)` while opening.
     pub curve: Vec<(usize, u64)>,
-    /// Lag of events after the first, ms: arrival − (first arrival + k × interval).
+    /// Lag of events after the first, ms: arrival − (first arrival + k × interval), for
+    /// events that arrived once every stream was open (the steady state).
     pub lag_ms: Vec<f64>,
+    /// The same for events that arrived while streams were still being opened.
+    pub ramp_lag_ms: Vec<f64>,
+    /// How long opening all streams took.
+    pub ramp_secs: f64,
+    /// The kernel's `ListenOverflows` count during the ramp (connections the server was
+    /// too slow to accept; system-wide, but this loopback run is the bulk of it).
+    pub listen_overflows: u64,
     /// The first error seen, if any.
     pub first_error: Option<String>,
 }
@@ -392,6 +400,8 @@ pub async fn sse_held(
     let gate = Arc::new(Semaphore::new(200));
     let query = format!("count=100000000&interval_ms={}", interval.as_millis());
     let mut tasks = JoinSet::new();
+    let ramp_start = Instant::now();
+    let overflows_before = listen_overflows();
     const STEPS: usize = 10;
     let mut spawned = 0;
     for step in 1..=STEPS {
@@ -443,6 +453,9 @@ pub async fn sse_held(
         held.curve
             .push((opened.load(Ordering::Relaxed), rss().unwrap_or(0)));
     }
+    let all_open = Instant::now();
+    held.ramp_secs = ramp_start.elapsed().as_secs_f64();
+    held.listen_overflows = listen_overflows().saturating_sub(overflows_before);
     tokio::time::sleep(hold).await;
     held.rss_held_kib = rss().unwrap_or(0);
     let _ = stop_tx.send(true);
@@ -453,8 +466,12 @@ pub async fn sse_held(
                 if let Some(&first) = arrivals.first() {
                     for (k, &at) in arrivals.iter().enumerate().skip(1) {
                         let due = first + interval * u32::try_from(k).unwrap_or(u32::MAX);
-                        let lag = at.saturating_duration_since(due);
-                        held.lag_ms.push(lag.as_secs_f64() * 1e3);
+                        let lag = at.saturating_duration_since(due).as_secs_f64() * 1e3;
+                        if at >= all_open {
+                            held.lag_ms.push(lag);
+                        } else {
+                            held.ramp_lag_ms.push(lag);
+                        }
                     }
                 }
             }
@@ -465,4 +482,21 @@ pub async fn sse_held(
         }
     }
     Ok(held)
+}
+
+/// `TcpExt: ListenOverflows` from `/proc/net/netstat` (0 when unreadable).
+fn listen_overflows() -> u64 {
+    let Ok(netstat) = std::fs::read_to_string("/proc/net/netstat") else {
+        return 0;
+    };
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }

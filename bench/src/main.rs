@@ -88,6 +88,10 @@ struct RunArgs {
     /// `RUST_LOG` for the chunkstream server (its default logs one line per stream).
     #[arg(long, default_value = "info")]
     server_log: String,
+    /// Extra environment for the chunkstream server, `KEY=VALUE` (repeatable), for
+    /// experiments such as `MALLOC_ARENA_MAX=2` or an `LD_PRELOAD`ed allocator.
+    #[arg(long = "server-env", value_parser = parse_env)]
+    server_env: Vec<(String, String)>,
     /// Where the table and plots go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     results: PathBuf,
@@ -150,6 +154,7 @@ async fn run_all(args: RunArgs) -> anyhow::Result<()> {
         launcher: procs::Launcher {
             chunkstream_bin,
             chunkstream_log: args.server_log.clone(),
+            chunkstream_env: args.server_env.clone(),
             external,
             log_dir: std::env::temp_dir().join("chunkstream-bench-logs"),
         },
@@ -199,6 +204,13 @@ fn build_server(repo: &Path) -> anyhow::Result<PathBuf> {
     Ok(target_dir.join("release").join("chunkstream"))
 }
 
+/// `KEY=VALUE` → the pair.
+fn parse_env(raw: &str) -> Result<(String, String), String> {
+    raw.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{raw}` is not KEY=VALUE"))
+}
+
 /// `http://host:port[/]` → the socket address.
 fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url
@@ -246,12 +258,16 @@ fn header(repo: &Path, args: &RunArgs, fd_limit: u64) -> String {
         "# chunkstream-bench results\n\n\
          - server: chunkstream at commit `{commit}`{dirty}\n\
          - mode: {}; run at {date}; {cores} cores; load average at start {}; fd limit {fd_limit}\n\
-         - server log level: `{}`\n",
+         - server log level: `{}`{}\n",
         if args.quick { "--quick" } else { "full" },
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
             .join(" "),
         args.server_log,
+        args.server_env
+            .iter()
+            .map(|(k, v)| format!("; server env `{k}={v}`"))
+            .collect::<String>(),
     )
 }

@@ -40,6 +40,8 @@ pub struct Launcher {
     pub chunkstream_bin: PathBuf,
     /// `RUST_LOG` for chunkstream (its default, `info`, logs one line per stream).
     pub chunkstream_log: String,
+    /// Extra environment for chunkstream.
+    pub chunkstream_env: Vec<(String, String)>,
     /// An already running chunkstream to measure instead of starting one (no `/proc` data
     /// unless its pid is given).
     pub external: Option<(SocketAddr, Option<u32>)>,
@@ -82,7 +84,8 @@ impl Launcher {
                 c.arg("--addr")
                     .arg(addr.to_string())
                     .env("CHUNKSTREAM_MAX_STREAMS", "1000000")
-                    .env("RUST_LOG", &self.chunkstream_log);
+                    .env("RUST_LOG", &self.chunkstream_log)
+                    .envs(self.chunkstream_env.iter().map(|(k, v)| (k, v)));
                 c
             }
             Kind::Axum | Kind::Floor => {

@@ -534,6 +534,7 @@ impl Bench {
         let mut sizes = vec![
             (Kind::Chunkstream, self.plan.sse_conns),
             (Kind::Axum, self.plan.sse_conns),
+            (Kind::Floor, self.plan.sse_conns),
         ];
         if let Some(max) = self.plan.sse_max.filter(|&m| m > self.plan.sse_conns) {
             sizes.push((Kind::Chunkstream, max));
@@ -596,9 +597,13 @@ impl Bench {
                     held.lag_ms.len()
                 ),
                 format!(
-                    "RSS {:.1} → {:.1} MiB",
+                    "RSS {:.1} → {:.1} MiB; opened in {:.1} s (lag p99 while opening {:.1} ms, \
+                     {} listen overflows)",
                     held.rss_before_kib as f64 / 1024.0,
-                    held.rss_held_kib as f64 / 1024.0
+                    held.rss_held_kib as f64 / 1024.0,
+                    held.ramp_secs,
+                    percentile(&held.ramp_lag_ms, 99.0),
+                    held.listen_overflows
                 ),
                 if kind == Kind::Chunkstream {
                     "all held, p99 lag < 20 ms, ≤ 10 KiB/conn"
@@ -620,6 +625,8 @@ impl Bench {
                     "kib_per_conn": per_conn, "curve": held.curve,
                     "lag_ms_p50": median(&lags), "lag_ms_p99": p99,
                     "lag_ms_max": lags.last().copied().unwrap_or(0.0),
+                    "ramp_secs": held.ramp_secs, "listen_overflows": held.listen_overflows,
+                    "ramp_lag_ms_p99": percentile(&held.ramp_lag_ms, 99.0),
                     "first_error": held.first_error}),
             );
             drop(server);

@@ -4,6 +4,9 @@
 //! The body is a hand-written `http_body::Body`: every poll packs as many lines as fit in
 //! 64 KiB and returns them at once; nothing is allocated per line. With `interval_ms > 0`
 //! it sends one line per frame on absolute deadlines.
+//!
+//! `/stream/sse` does the same with chunkstream's event format (no `Last-Event-ID`, no
+//! keep-alive): the reference for what a held SSE connection costs in bare hyper.
 
 use std::{
     convert::Infallible,
@@ -23,11 +26,15 @@ use super::StreamQuery;
 
 /// Largest frame the floor writes.
 const FRAME: usize = 64 * 1024;
-/// Longest line: `Data Chunk ` + 20 digits + `\n`.
-const MAX_LINE: usize = 11 + 20 + 1;
+/// Longest item: an SSE event with a 20-digit index three times, with room to spare.
+const MAX_LINE: usize = 160;
 
 /// The lines `next..count`, packed into frames.
 struct Lines {
+    /// SSE events instead of text lines.
+    sse: bool,
+    /// Whether the SSE `retry` head went out.
+    head_sent: bool,
     next: u64,
     first: u64,
     count: u64,
@@ -35,25 +42,52 @@ struct Lines {
     /// When the next paced line is due (`None` until the first line went out).
     deadline: Option<Pin<Box<Sleep>>>,
     started: Instant,
+    /// Reused between frames: once hyper dropped the last frame, `reserve` takes the
+    /// allocation back instead of asking malloc for 64 KiB again.
+    buf: BytesMut,
 }
 
 impl Lines {
-    fn new(q: StreamQuery) -> Self {
+    fn new(q: StreamQuery, sse: bool) -> Self {
         Self {
+            sse,
+            head_sent: !sse,
             next: q.start.min(q.count),
             first: q.start.min(q.count),
             count: q.count,
             interval: q.interval(),
             deadline: None,
             started: Instant::now(),
+            buf: BytesMut::new(),
         }
     }
 
     fn put_line(&mut self, out: &mut BytesMut) {
-        out.put_slice(b"Data Chunk ");
-        out.put_slice(itoa::Buffer::new().format(self.next).as_bytes());
-        out.put_u8(b'\n');
+        if !self.head_sent {
+            out.put_slice(b"retry: 1000\n\n");
+            self.head_sent = true;
+        }
+        let mut digits = itoa::Buffer::new();
+        let index = digits.format(self.next).as_bytes();
+        if self.sse {
+            out.put_slice(b"id: ");
+            out.put_slice(index);
+            out.put_slice(b"\nevent: chunk\ndata: {\"index\":");
+            out.put_slice(index);
+            out.put_slice(b",\"text\":\"Data Chunk ");
+            out.put_slice(index);
+            out.put_slice(b"\"}\n\n");
+        } else {
+            out.put_slice(b"Data Chunk ");
+            out.put_slice(index);
+            out.put_u8(b'\n');
+        }
         self.next += 1;
+        if self.sse && self.next == self.count {
+            out.put_slice(b"event: end\ndata: {\"count\":");
+            out.put_slice(itoa::Buffer::new().format(self.count).as_bytes());
+            out.put_slice(b"}\n\n");
+        }
     }
 }
 
@@ -84,11 +118,14 @@ impl Body for Lines {
             }
             return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
         }
-        let mut out = BytesMut::with_capacity(FRAME);
+        let mut out = std::mem::take(&mut this.buf);
+        out.reserve(FRAME);
         while this.next < this.count && out.len() + MAX_LINE <= FRAME {
             this.put_line(&mut out);
         }
-        Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
+        let frame = out.split().freeze();
+        this.buf = out;
+        Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -96,16 +133,24 @@ impl Body for Lines {
     }
 }
 
-/// Answers `GET /stream` (any other path: 404).
+/// Answers `GET /stream` and `GET /stream/sse` (any other path: 404).
 async fn handle(req: Request<Incoming>) -> Result<Response<Lines>, Infallible> {
     let mut q = StreamQuery::parse(req.uri().query());
-    let mut response = Response::builder().header("content-type", "text/plain; charset=utf-8");
-    if req.uri().path() != "/stream" {
+    let sse = req.uri().path() == "/stream/sse";
+    let mut response = Response::builder().header(
+        "content-type",
+        if sse {
+            "text/event-stream"
+        } else {
+            "text/plain; charset=utf-8"
+        },
+    );
+    if req.uri().path() != "/stream" && !sse {
         q.count = 0;
         response = response.status(404);
     }
     Ok(response
-        .body(Lines::new(q))
+        .body(Lines::new(q, sse))
         .expect("a static response builds"))
 }
 
