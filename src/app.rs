@@ -5,6 +5,7 @@ use std::{future::Future, io, net::SocketAddr, sync::Arc};
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
     endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
+    error::WebSocketError,
     http::{HeaderValue, StatusCode, header},
     web::Json,
 };
@@ -52,17 +53,23 @@ pub fn routes(shared: Shared) -> impl Endpoint + 'static {
 /// Turns every error (unknown route, wrong method, unparsable parameter) into a JSON
 /// `{"error": …}` body with the error's status. Typed errors already carry their body.
 async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    // Both clones are cheap (the URI shares its bytes): no allocation on the success path.
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let uri = req.uri().clone();
     let err = match next.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) if err.is_from_response() => return Ok(err.into_response()),
         Err(err) => err,
     };
+    let path = uri.path();
     let status = err.status();
     let message = match status {
         StatusCode::NOT_FOUND => format!("no route for {method} {path}"),
         StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
+        _ if err.is::<WebSocketError>() => format!(
+            "{path} streams over a WebSocket: connect with a WebSocket client \
+             (this request is not a WebSocket upgrade: {err})"
+        ),
         s if s.is_server_error() => {
             tracing::error!(%method, %path, error = %err, "request failed");
             "internal error".to_owned()

@@ -3,6 +3,8 @@
 //! Each server owns its recorder and pre-registers one handle per transport and outcome, so
 //! the hot path touches an atomic, never a map, and tests can run many servers side by side.
 
+use std::sync::Arc;
+
 use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -13,7 +15,6 @@ const CHUNKS_SENT: &str = "chunkstream_chunks_sent_total";
 const STREAMS: &str = "chunkstream_streams_total";
 
 /// The handles of one transport.
-#[derive(Clone)]
 pub struct TransportMetrics {
     /// `chunkstream_open_streams{transport}`.
     pub open: Gauge,
@@ -30,9 +31,12 @@ impl TransportMetrics {
     }
 }
 
-/// The server's metrics: handles to update, and a handle to render them.
+/// The server's metrics: handles to update, and a handle to render them. Cloning is one
+/// reference count (each stream's guard holds a clone).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Handles>);
+
+struct Handles {
     per_transport: [TransportMetrics; Transport::ALL.len()],
     render: PrometheusHandle,
 }
@@ -57,20 +61,20 @@ impl Metrics {
         for m in &per_transport {
             m.open.set(0.0);
         }
-        Self {
+        Self(Arc::new(Handles {
             per_transport,
             render: recorder.handle(),
-        }
+        }))
     }
 
     /// The handles for `transport`.
     pub fn transport(&self, transport: Transport) -> &TransportMetrics {
-        &self.per_transport[transport as usize]
+        &self.0.per_transport[transport as usize]
     }
 
     /// Everything in the Prometheus text format.
     pub fn render(&self) -> String {
-        self.render.render()
+        self.0.render.render()
     }
 }
 

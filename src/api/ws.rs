@@ -129,13 +129,16 @@ impl WsApi {
     async fn stream_ws(
         &self,
         /// Length of the stream: chunks `start .. count` are sent.
-        #[oai(default = "default_count", validator(maximum(value = "100000000")))]
+        #[oai(
+            default = "default_count",
+            validator(minimum(value = "0"), maximum(value = "100000000"))
+        )]
         count: Query<u64>,
         /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
-        #[oai(default, validator(maximum(value = "60000")))]
+        #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
         interval_ms: Query<u64>,
         /// Index of the first chunk, at most `count` (a resume point).
-        #[oai(default)]
+        #[oai(default, validator(minimum(value = "0")))]
         start: Query<u64>,
         ws: WebSocket,
         req: &Request,

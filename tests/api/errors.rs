@@ -73,6 +73,20 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
             400,
             "`start`",
         ),
+        (
+            "plain GET on the WebSocket route",
+            "GET",
+            "/stream/ws",
+            400,
+            "WebSocket",
+        ),
+        (
+            "bad count on the WebSocket route",
+            "GET",
+            "/stream/ws?count=x",
+            400,
+            "`count`",
+        ),
         ("unknown route", "GET", "/nope", 404, "/nope"),
         (
             "unknown stream route",

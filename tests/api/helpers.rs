@@ -11,6 +11,7 @@ use std::{
 };
 
 use chunkstream::{app::Application, config::Config};
+use futures_util::StreamExt;
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// A running server. Dropping it shuts the server down.
@@ -45,11 +46,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server whose configuration `configure` adjusts (the address is always 127.0.0.1:0).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let addr = "127.0.0.1:0".parse().expect("loopback address");
+    spawn_app_at(addr, configure).await
+}
+
+/// A server on `addr`: to start a successor on the address of one that was shut down
+/// (the port is free again once its shutdown has returned).
+pub async fn spawn_app_at(addr: SocketAddr, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_tracing();
     let mut config = Config::default();
     configure(&mut config);
-    config.addr = "127.0.0.1:0".parse().expect("loopback address");
-    let app = Application::bind(config).await.expect("bind port 0");
+    config.addr = addr;
+    let app = Application::bind(config)
+        .await
+        .expect("bind the test address");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
@@ -141,6 +151,31 @@ where
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Opens the HTTP stream at `path`, reads its first frame and goes away: the stream must
+/// close within a second, and no more chunks be counted for it.
+pub async fn assert_leaving_client_stops_its_stream(app: &TestApp, transport: &str, path: &str) {
+    let labels = [("transport", transport)];
+    let resp = app.get(path).await;
+    assert_eq!(resp.status(), 200, "{path}");
+    let mut body = resp.bytes_stream();
+    body.next().await.expect("a first frame").unwrap();
+    assert_eq!(
+        app.metric("chunkstream_open_streams", &labels).await,
+        1.0,
+        "{path}"
+    );
+    drop(body);
+    wait_until(Duration::from_secs(1), "the stream to close", || async {
+        app.metric("chunkstream_open_streams", &labels).await == 0.0
+    })
+    .await;
+    let after = app.metric("chunkstream_chunks_sent_total", &labels).await;
+    // Long enough for a paced generator to make several more chunks, were it alive.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later = app.metric("chunkstream_chunks_sent_total", &labels).await;
+    assert_eq!(later, after, "{path}: chunks still being sent");
 }
 
 /// The real `chunkstream` binary with `args` and extra `envs` (and no inherited `RUST_LOG`).

@@ -258,25 +258,42 @@ fn openapi_subcommand_prints_the_committed_document() {
 
 #[tokio::test]
 async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
-    let mut child = binary(&["--addr", "127.0.0.1:0"], &[("RUST_LOG", "info")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The server logs its URLs; take the port from the first one.
-    let stdout = child.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || {
-        for line in BufReader::new(stdout).lines() {
+    let log = std::env::temp_dir().join(format!("chunkstream-sigterm-{}.log", std::process::id()));
+    let mut child = binary(
+        &["--addr", "127.0.0.1:0"],
+        &[("RUST_LOG", "debug,hyper=trace"), ("NO_COLOR", "1")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // The server logs its URLs on stderr; take the base from the first, keep the rest.
+    let stderr = child.stderr.take().unwrap();
+    let log_path = log.clone();
+    let (base_tx, base_rx) = tokio::sync::oneshot::channel();
+    let logger = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut file = std::fs::File::create(log_path).unwrap();
+        let mut base_tx = Some(base_tx);
+        for line in BufReader::new(stderr).lines() {
             let line = line.unwrap();
-            if let Some(at) = line.find("http://") {
+            writeln!(file, "{line}").unwrap();
+            if let Some(at) = line.find("http://")
+                && let Some(tx) = base_tx.take()
+            {
                 let url = &line[at..];
-                return url[..url.rfind('/').unwrap()].to_owned();
+                let _ = tx.send(url[..url.rfind('/').unwrap()].to_owned());
             }
         }
-        panic!("the server never logged its URL");
-    })
-    .await
-    .unwrap();
+    });
+    let base = base_rx.await.expect("the server logged its URL");
+    // On failure, show what the server said.
+    let show_log = |what: &str| -> String {
+        format!(
+            "{what}\n--- server log ---\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    };
     let client = reqwest::Client::new();
     let mut text = client
         .get(format!("{base}/stream?count=100&interval_ms=1000"))
@@ -301,20 +318,25 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
     assert!(status.success());
     let mut sse_rest = Vec::new();
     while let Some(frame) = sse.next().await {
-        sse_rest.extend_from_slice(&frame.expect("SSE ends cleanly"));
+        let frame = frame.map_err(|e| show_log(&format!("SSE did not end cleanly: {e:?}")));
+        sse_rest.extend_from_slice(&frame.unwrap());
     }
     assert!(!String::from_utf8_lossy(&sse_rest).contains("event: end"));
     while let Some(frame) = text.next().await {
-        frame.expect("text ends cleanly");
+        frame
+            .map_err(|e| show_log(&format!("text did not end cleanly: {e:?}")))
+            .unwrap();
     }
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(exit.code(), Some(0));
+    logger.await.unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", show_log("exit status"));
     assert!(
         sent.elapsed() < Duration::from_secs(2),
         "{:?}",
         sent.elapsed()
     );
+    let _ = std::fs::remove_file(&log);
 }

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 
 use crate::{
     eventsource::{Item, chunk_indexes, events, read_until},
-    helpers::{TestApp, spawn_app, spawn_app_with, wait_until},
+    helpers::{TestApp, assert_leaving_client_stops_its_stream, spawn_app, spawn_app_with},
 };
 
 /// Opens `/stream/sse{query}`, with `Last-Event-ID` when given.
@@ -200,21 +200,11 @@ async fn keep_alive_comes_only_after_silence() {
 #[tokio::test]
 async fn a_client_that_leaves_stops_its_generator() {
     let app = spawn_app().await;
-    let open_streams = || app.metric("chunkstream_open_streams", &[("transport", "sse")]);
-    let sent = || app.metric("chunkstream_chunks_sent_total", &[("transport", "sse")]);
-    for query in ["?count=100000&interval_ms=20", "?count=100000000"] {
-        let resp = open(&app, query, None).await;
-        let mut body = resp.bytes_stream();
-        body.next().await.expect("first frame").unwrap();
-        assert_eq!(open_streams().await, 1.0, "{query}");
-        drop(body);
-        wait_until(Duration::from_secs(1), "the stream to close", || async {
-            open_streams().await == 0.0
-        })
-        .await;
-        let after = sent().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(sent().await, after, "{query}: chunks still being sent");
+    for path in [
+        "/stream/sse?count=100000&interval_ms=20",
+        "/stream/sse?count=100000000",
+    ] {
+        assert_leaving_client_stops_its_stream(&app, "sse", path).await;
     }
 }
 

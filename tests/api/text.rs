@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::helpers::{spawn_app, wait_until};
+use crate::helpers::{assert_leaving_client_stops_its_stream, spawn_app};
 
 fn lines(range: std::ops::Range<u64>) -> String {
     range.map(|i| format!("Data Chunk {i}\n")).collect()
@@ -99,27 +99,12 @@ async fn lines_are_written_as_they_are_made() {
 #[tokio::test]
 async fn a_client_that_leaves_stops_its_generator() {
     let app = spawn_app().await;
-    let open = || app.metric("chunkstream_open_streams", &[("transport", "text")]);
-    let sent = || app.metric("chunkstream_chunks_sent_total", &[("transport", "text")]);
     // A paced stream (the generator waits between chunks) and a flat-out one (it never does).
     for path in [
         "/stream?count=100000&interval_ms=20",
         "/stream?count=100000000",
     ] {
-        let resp = app.get(path).await;
-        let mut body = resp.bytes_stream();
-        let first = body.next().await.expect("a first frame").unwrap();
-        assert!(first.starts_with(b"Data Chunk 0\n"), "{path}");
-        assert_eq!(open().await, 1.0, "{path}");
-        drop(body);
-        wait_until(Duration::from_secs(1), "the stream to close", || async {
-            open().await == 0.0
-        })
-        .await;
-        let after = sent().await;
-        // Long enough for a paced generator to make several more chunks, were it alive.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(sent().await, after, "{path}: chunks still being sent");
+        assert_leaving_client_stops_its_stream(&app, "text", path).await;
     }
     let gone = app
         .metric(
