@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::helpers::{TestApp, spawn_app, wait_until};
+use crate::helpers::{TestApp, spawn_app, spawn_app_at, spawn_app_with, wait_until};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "chromedriver";
@@ -41,6 +41,72 @@ struct Browser {
     http: reqwest::Client,
     /// The page's base URL (`http://127.0.0.1:port/`).
     base: String,
+}
+
+/// A request the page made for `/stream/sse`, as Chromium's network events show it.
+#[derive(Debug, Clone, Default)]
+struct SseRequest {
+    id: String,
+    url: String,
+    /// The `Last-Event-ID` header as sent (known once the request reached a server).
+    last_event_id: Option<String>,
+    /// The response's status, if one came.
+    status: Option<u64>,
+    /// Why it failed without a response (`net::ERR_CONNECTION_REFUSED`), if it did.
+    failed: Option<String>,
+}
+
+impl SseRequest {
+    /// The requests for `/stream/sse` in `events` (see [`Browser::network_events`]), in the
+    /// order the page made them.
+    fn all_in(events: &[Value]) -> Vec<Self> {
+        let mut requests: Vec<Self> = Vec::new();
+        let id = |e: &Value| {
+            e["params"]["requestId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        for e in events {
+            let params = &e["params"];
+            if e["method"] == "Network.requestWillBeSent"
+                && params["type"] == "EventSource"
+                && !requests.iter().any(|r| r.id == id(e))
+            {
+                requests.push(Self {
+                    id: id(e),
+                    url: params["request"]["url"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    ..Self::default()
+                });
+            }
+        }
+        for e in events {
+            let Some(r) = requests.iter_mut().find(|r| r.id == id(e)) else {
+                continue;
+            };
+            let params = &e["params"];
+            match e["method"].as_str().unwrap_or_default() {
+                // The headers as sent: Blink adds `Last-Event-ID` below the page's view.
+                "Network.requestWillBeSentExtraInfo" => {
+                    r.last_event_id = params["headers"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("last-event-id"))
+                        .and_then(|(_, v)| v.as_str().map(str::to_owned));
+                }
+                "Network.responseReceived" => r.status = params["response"]["status"].as_u64(),
+                "Network.loadingFailed" => {
+                    r.failed = params["errorText"].as_str().map(str::to_owned);
+                }
+                _ => {}
+            }
+        }
+        requests
+    }
 }
 
 /// What one panel of the page shows, read in one go.
@@ -152,6 +218,18 @@ fn start_chromedriver(port: u16) -> Driver {
 /// Runs `test` against a fresh headless Chromium on `app`'s page. Whatever happens, the
 /// browser is closed, and a failing test leaves a screenshot `target/browser/{name}-failed.png`.
 async fn with_browser(app: &TestApp, name: &str, test: impl AsyncFnOnce(&Browser)) {
+    with_browser_at(&app.url("/"), name, false, test).await;
+}
+
+/// [`with_browser`] on the page at `base`, which may outlive any one server (a restart on
+/// the same address). With `network_log`, Chromium also records its network events, which
+/// [`Browser::network_events`] reads back.
+async fn with_browser_at(
+    base: &str,
+    name: &str,
+    network_log: bool,
+    test: impl AsyncFnOnce(&Browser),
+) {
     let _one = ONE_BROWSER.lock().await;
     let port = free_port();
     let driver = start_chromedriver(port);
@@ -187,8 +265,13 @@ async fn with_browser(app: &TestApp, name: &str, test: impl AsyncFnOnce(&Browser
     let capabilities = json!({
         "browserName": "chrome",
         "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
-        // Every console message and failed load, read back through chromedriver.
-        "goog:loggingPrefs": { "browser": "ALL" },
+        // Every console message and failed load, read back through chromedriver; and, when
+        // asked for, the DevTools network events (the requests the page's APIs make).
+        "goog:loggingPrefs": if network_log {
+            json!({ "browser": "ALL", "performance": "ALL" })
+        } else {
+            json!({ "browser": "ALL" })
+        },
     });
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(
@@ -210,7 +293,7 @@ async fn with_browser(app: &TestApp, name: &str, test: impl AsyncFnOnce(&Browser
         driver_url,
         session,
         http,
-        base: app.url("/"),
+        base: base.to_owned(),
     };
 
     let outcome = AssertUnwindSafe(test(&browser)).catch_unwind().await;
@@ -339,28 +422,65 @@ impl Browser {
         }
     }
 
-    /// Console messages and failed loads logged at SEVERE since the last call.
-    async fn console_errors(&self) -> Vec<String> {
+    /// The entries of chromedriver's log `kind` (`browser`, `performance`) since the last
+    /// read of that log.
+    async fn log(&self, kind: &str) -> Vec<Value> {
         let logs: Value = self
             .http
             .post(format!(
                 "{}/session/{}/se/log",
                 self.driver_url, self.session
             ))
-            .json(&json!({ "type": "browser" }))
+            .json(&json!({ "type": kind }))
             .send()
             .await
-            .expect("chromedriver answers for the browser log")
+            .unwrap_or_else(|e| panic!("chromedriver answers for the {kind} log: {e}"))
             .json()
             .await
-            .expect("the browser log as JSON");
+            .unwrap_or_else(|e| panic!("the {kind} log as JSON: {e}"));
         logs["value"]
             .as_array()
-            .expect("a list of log entries")
+            .unwrap_or_else(|| panic!("a list of {kind} log entries: {logs}"))
+            .clone()
+    }
+
+    /// Console messages and failed loads logged at SEVERE since the last call.
+    async fn console_errors(&self) -> Vec<String> {
+        self.log("browser")
+            .await
             .iter()
             .filter(|e| e["level"] == "SEVERE")
             .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// The DevTools network events (`{"method": …, "params": …}`) since the last call, oldest
+    /// first (needs `network_log` in [`with_browser_at`]).
+    async fn network_events(&self) -> Vec<Value> {
+        self.log("performance")
+            .await
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
+            .map(|m| m["message"].clone())
+            .filter(|m| {
+                m["method"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Network."))
+            })
+            .collect()
+    }
+
+    /// Waits until the page has painted a frame, so that the `data-*` figures include
+    /// every event dispatched before this call (the panels render once a frame).
+    async fn next_frame(&self) {
+        self.client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                requestAnimationFrame(() => requestAnimationFrame(() => done(null)));",
+                vec![],
+            )
+            .await
+            .expect("an animation frame");
     }
 
     async fn assert_no_console_errors(&self, during: &str) {
@@ -710,6 +830,180 @@ async fn docs_link_renders_the_operations_in_the_browser() {
         let spec: Value = serde_json::from_str(body.as_str().expect("text"))
             .expect("the link opens the OpenAPI document");
         assert!(spec["paths"]["/stream"].is_object(), "{spec}");
+    })
+    .await;
+}
+
+/// Issue 3's promise, kept by Chromium's own `EventSource`: a server restart in the middle of
+/// a stream (the server gone for a while, then a successor on the same address) loses no
+/// chunk and repeats none, the browser resuming by itself with `Last-Event-ID`; and after the
+/// `end` event nothing reconnects.
+#[tokio::test]
+async fn sse_resumes_across_a_server_restart_in_the_browser() {
+    /// The `retry:` the servers announce: the browser reconnects this soon after a cut.
+    const RETRY_MS: u64 = 200;
+    let count: u64 = 40;
+    let first = spawn_app_with(|c| c.sse_retry_ms = RETRY_MS).await;
+    let addr = first.addr;
+    let base = first.url("/");
+    let url = first.url(&format!("/stream/sse?count={count}&interval_ms=100"));
+    with_browser_at(&base, "sse-restart", true, async move |b| {
+        b.open_page().await;
+        b.choose("sse", count, 100).await;
+        b.click("#start").await;
+        let early = b
+            .wait_panel("sse", "chunks from the first server", SOON, |p| {
+                p.count >= 8
+            })
+            .await;
+        assert_eq!(early.state, "streaming", "{early:?}");
+
+        // The restart, part one: the first server goes, ending the body without `end`.
+        first
+            .shutdown()
+            .await
+            .expect("the first server stops cleanly");
+        b.wait_panel("sse", "the EventSource to see the cut", SOON, |p| {
+            p.state == "reconnecting"
+        })
+        .await;
+        // Nobody listens now, so the page holds exactly what the first server sent.
+        b.next_frame().await;
+        let cut = b.panel("sse").await;
+        let from_first = cut.count;
+        assert!(
+            (8..count).contains(&from_first),
+            "the cut came mid-stream: {cut:?}"
+        );
+        assert_eq!(cut.state, "reconnecting", "{cut:?}");
+        assert_eq!(cut.last, Some(from_first - 1), "{cut:?}");
+        assert!(cut.in_order, "{cut:?}");
+        assert!(cut.error.is_empty(), "a cut is not an error: {cut:?}");
+        // The browser keeps trying while nobody listens, and the page keeps waiting.
+        let mut events = b.network_events().await;
+        let start = Instant::now();
+        while !SseRequest::all_in(&events)
+            .iter()
+            .any(|r| r.failed.is_some())
+        {
+            assert!(
+                start.elapsed() < SOON,
+                "the browser must try to reconnect: {:#?}",
+                SseRequest::all_in(&events)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            events.extend(b.network_events().await);
+        }
+        let waiting = b.panel("sse").await;
+        assert_eq!(waiting.state, "reconnecting", "{waiting:?}");
+        assert_eq!(waiting.count, from_first, "{waiting:?}");
+        assert!(waiting.error.is_empty(), "{waiting:?}");
+
+        // Part two: a successor on the same address. The browser finds it by itself.
+        let successor = spawn_app_at(addr, |c| c.sse_retry_ms = RETRY_MS).await;
+        let done = b
+            .wait_panel("sse", "the end of the resumed stream", SOON, |p| {
+                !matches!(
+                    p.state.as_str(),
+                    "connecting" | "streaming" | "reconnecting"
+                )
+            })
+            .await;
+        b.screenshot("sse-restart").await;
+        assert_eq!(done.state, "done", "{done:?}");
+        assert_eq!(done.count, count, "{done:?}");
+        assert_eq!(done.last, Some(count - 1), "{done:?}");
+        assert!(done.in_order, "{done:?}");
+        assert_eq!(done.indexes, (0..count).collect::<Vec<_>>(), "{done:?}");
+        let texts: Vec<String> = (0..count).map(|i| format!("Data Chunk {i}")).collect();
+        assert_eq!(done.texts, texts);
+        assert!(done.error.is_empty(), "{done:?}");
+
+        // The successor served the rest and only the rest, in one stream that completed.
+        let completed = [("transport", "sse"), ("outcome", "completed")];
+        wait_until(SOON, "the successor to close the stream", || {
+            open_streams(&successor, "sse").map(|n| n == 0.0)
+        })
+        .await;
+        let served = chunks_sent(&successor, "sse").await;
+        assert_eq!(
+            served,
+            (count - from_first) as f64,
+            "the successor sends what the first did not ({from_first} of {count})"
+        );
+        assert_eq!(
+            successor
+                .metric("chunkstream_streams_total", &completed)
+                .await,
+            1.0
+        );
+
+        // In the browser's own words: one request to the first server, refused attempts while
+        // nobody listened, then one resumption from the last id received.
+        events.extend(b.network_events().await);
+        let requests = SseRequest::all_in(&events);
+        let (initial, rest) = requests.split_first().expect("the first request");
+        let (resumed, refused) = rest.split_last().expect("a resumption");
+        assert!(
+            initial.url == url && initial.status == Some(200) && initial.last_event_id.is_none(),
+            "{requests:#?}"
+        );
+        assert!(!refused.is_empty(), "{requests:#?}");
+        for r in refused {
+            assert!(
+                r.url == url
+                    && r.status.is_none()
+                    && r.failed.as_deref() == Some("net::ERR_CONNECTION_REFUSED"),
+                "while no server listened, only refused attempts: {requests:#?}"
+            );
+        }
+        let last_id = (from_first - 1).to_string();
+        assert!(
+            resumed.url == url
+                && resumed.status == Some(200)
+                && resumed.last_event_id.as_deref() == Some(last_id.as_str()),
+            "the browser resumes after the last chunk it received ({last_id}): {requests:#?}"
+        );
+
+        // After `end`, the page closed the EventSource: nothing reconnects. Observing an
+        // absence takes time: five reconnection delays, as the measurement itself.
+        let window = Instant::now();
+        while window.elapsed() < Duration::from_millis(5 * RETRY_MS) {
+            let p = b.panel("sse").await;
+            assert!(
+                p.state == "done" && p.count == count,
+                "after the end: {p:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let later = b.network_events().await;
+        let again = SseRequest::all_in(&later);
+        assert!(again.is_empty(), "requests after the end: {again:#?}");
+        assert_eq!(open_streams(&successor, "sse").await, 0.0);
+        assert_eq!(chunks_sent(&successor, "sse").await, served);
+        let outcomes = successor.metrics().await;
+        let streams: f64 = outcomes
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("chunkstream_streams_total{") && k.contains(r#"transport="sse""#)
+            })
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(streams, 1.0, "one stream on the successor: {outcomes:#?}");
+
+        // The console: each refused attempt logs its failed load, and nothing else is logged.
+        let errors = b.console_errors().await;
+        let refused_load = format!("{url} - Failed to load resource: net::ERR_CONNECTION_REFUSED");
+        assert_eq!(
+            errors,
+            vec![refused_load; refused.len()],
+            "console errors: only the refused reconnection attempts"
+        );
+        eprintln!(
+            "sse restart: {from_first} chunks from the first server, {} refused attempts, \
+             {served} from the successor",
+            refused.len()
+        );
     })
     .await;
 }
