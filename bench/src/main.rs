@@ -88,6 +88,10 @@ struct RunArgs {
     /// `RUST_LOG` for the chunkstream server (its default logs one line per stream).
     #[arg(long, default_value = "info")]
     server_log: String,
+    /// What to call the server's version in the results when `--server-bin` or `--url`
+    /// is not built from this working tree (e.g. `7fd4ea5, clean`).
+    #[arg(long)]
+    server_commit: Option<String>,
     /// Extra environment for the chunkstream server, `KEY=VALUE` (repeatable), for
     /// experiments such as `MALLOC_ARENA_MAX=2` or an `LD_PRELOAD`ed allocator.
     #[arg(long = "server-env", value_parser = parse_env)]
@@ -235,6 +239,15 @@ fn header(repo: &Path, args: &RunArgs, fd_limit: u64) -> String {
     };
     let commit = git(&["rev-parse", "--short=10", "HEAD"]);
     let dirty = git(&["status", "--porcelain", "--", "src", "Cargo.toml"]);
+    let server = match &args.server_commit {
+        Some(label) => format!("`{label}` (as given by --server-commit)"),
+        None => format!("commit `{commit}`"),
+    };
+    let dirty = if args.server_commit.is_some() {
+        String::new()
+    } else {
+        dirty
+    };
     let dirty = if dirty.is_empty() {
         String::new()
     } else {
@@ -256,7 +269,8 @@ fn header(repo: &Path, args: &RunArgs, fd_limit: u64) -> String {
         .unwrap_or_default();
     format!(
         "# chunkstream-bench results\n\n\
-         - server: chunkstream at commit `{commit}`{dirty}\n\
+         - server: chunkstream at {server}{dirty}\n\
+         - tool: chunkstream-bench at commit `{commit}`\n\
          - mode: {}; run at {date}; {cores} cores; load average at start {}; fd limit {fd_limit}\n\
          - server log level: `{}`{}\n",
         if args.quick { "--quick" } else { "full" },

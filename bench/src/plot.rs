@@ -35,7 +35,8 @@ pub fn lines(
         y_max = y_max.max(y);
     }
     let x_max = if x_max > 0.0 { x_max * 1.05 } else { 1.0 };
-    let y_max = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
+    // Head-room above the data for the legend.
+    let y_max = if y_max > 0.0 { y_max * 1.4 } else { 1.0 };
 
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
