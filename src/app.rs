@@ -10,7 +10,7 @@ use poem::{
     web::Json,
 };
 use rust_embed::RustEmbed;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
     api::{self, Shared},
@@ -88,6 +88,9 @@ async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Respons
     Ok(resp)
 }
 
+/// Pending connections the kernel may queue (it caps this at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// A bound server, not yet running: tests bind port 0 and read the port.
 pub struct Application {
     listener: TcpListener,
@@ -98,7 +101,15 @@ pub struct Application {
 impl Application {
     /// Binds `config.addr`.
     pub async fn bind(config: Config) -> io::Result<Self> {
-        let listener = TcpListener::bind(config.addr).await?;
+        let socket = match config.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(config.addr)?;
+        // tokio's default backlog (1024) overflows when thousands of clients connect at once
+        // (measured: each overflow costs that client a one-second SYN retry).
+        let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         Ok(Self {
             listener,

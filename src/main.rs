@@ -1,5 +1,7 @@
 //! The `chunkstream` binary: parse the config, start tracing, bind, serve until a signal.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use chunkstream::{
     api,
@@ -10,6 +12,11 @@ use chunkstream::{
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc keeps an idle streaming connection at about 9 KiB of RSS, where glibc's malloc
+/// fragments to about 13 (measured with 5 000 open SSE streams; see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -19,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not into files and pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

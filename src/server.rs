@@ -100,7 +100,12 @@ async fn connection<E>(
                 RemoteAddr(Addr::SocketAddr(peer)),
                 Scheme::HTTP,
             ));
-            Ok::<_, Infallible>(hyper::Response::from(ep.get_response(req).await))
+            // Boxed on purpose: hyper keeps one box for the service future for a connection's
+            // whole life, sized for that future, and poem's endpoint future is ~5.8 KiB (DHAT).
+            // Boxed here, it lives only until the response head is ready, and an idle
+            // streaming connection keeps a few bytes instead.
+            let resp = Box::pin(ep.get_response(req)).await;
+            Ok::<_, Infallible>(hyper::Response::from(resp))
         }
     });
     let conn = http1::Builder::new()

@@ -4,7 +4,7 @@
 //! the stream (the response body, the WebSocket task). However the stream ends, the guard's
 //! `Drop` releases the limit's permit, updates the metrics once, and logs one line.
 
-use std::{sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -116,7 +116,7 @@ impl Streams {
         &self,
         transport: Transport,
         params: &StreamParams,
-        peer: &str,
+        peer: impl fmt::Display,
     ) -> Result<StreamGuard, Busy> {
         let metrics = self.metrics.transport(transport);
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {

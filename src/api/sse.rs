@@ -86,9 +86,7 @@ impl SseApi {
             }
         }
         let shared = &self.0;
-        let guard = shared
-            .streams
-            .open(Transport::Sse, &params, &peer.to_string())?;
+        let guard = shared.streams.open(Transport::Sse, &params, peer)?;
         let chunks = generator::chunks(params, shared.streams.shutdown_token().clone());
         let body = transport::sse::body(
             chunks,

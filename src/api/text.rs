@@ -42,7 +42,7 @@ impl TextApi {
     ) -> Result<TextResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
         let streams = &self.0.streams;
-        let guard = streams.open(Transport::Text, &params, &peer.to_string())?;
+        let guard = streams.open(Transport::Text, &params, peer)?;
         let chunks = generator::chunks(params, streams.shutdown_token().clone());
         Ok(TextResponse::Ok(TextChunks(transport::text::body(
             chunks, &params, guard,

@@ -149,7 +149,7 @@ impl WsApi {
             .map_err(|error| WsRefused::Forbidden(Json(ErrorBody { error })))?;
         let streams = self.0.streams.clone();
         let guard = streams
-            .open(Transport::Ws, &params, &peer.to_string())
+            .open(Transport::Ws, &params, peer)
             .map_err(StreamError::from)?;
         let span = guard.span().clone();
         let options = transport::ws::Options {

@@ -57,6 +57,8 @@ pub struct Frames<S, E> {
     started: bool,
     done: bool,
     /// The last frame was full: ready chunks are flowing, so allocate a full frame at once.
+    /// (A fresh buffer per frame: hyper queues several frames before it writes, so reusing
+    /// one buffer never gets it back in time, and `split` costs an extra allocation.)
     flowing: bool,
     keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
 }
@@ -141,25 +143,27 @@ where
         }
         this.fill(cx, &mut out);
         this.flowing = out.len() >= FRAME_TARGET;
-        if out.is_empty() && !this.done {
+        let frame = out.freeze();
+        if frame.is_empty() && !this.done {
             let Some((period, timer)) = &mut this.keep_alive else {
                 return Poll::Pending;
             };
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            let mut out = BytesMut::with_capacity(SMALL_FRAME);
             this.encoder.keep_alive(&mut out);
             timer.as_mut().reset(Instant::now() + *period);
             // Register the timer's waker again for the next period.
             let _ = timer.as_mut().poll(cx);
             return Poll::Ready(Some(Ok(out.freeze())));
         }
-        if out.is_empty() {
+        if frame.is_empty() {
             return Poll::Ready(None);
         }
         if let Some((period, timer)) = &mut this.keep_alive {
             timer.as_mut().reset(Instant::now() + *period);
         }
-        Poll::Ready(Some(Ok(out.freeze())))
+        Poll::Ready(Some(Ok(frame)))
     }
 }

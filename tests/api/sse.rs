@@ -181,11 +181,14 @@ async fn keep_alive_comes_only_after_silence() {
             _ => None,
         })
         .collect();
-    assert_eq!(comments.len(), 2, "{items:?}");
-    assert!(
-        comments[0] - first_chunk >= Duration::from_millis(900),
-        "{comments:?}"
-    );
+    // About 1 s and 2 s after chunk 0; on a starved machine chunk 1 may come first.
+    assert!(!comments.is_empty(), "{items:?}");
+    // Each comment comes only after a full period of silence.
+    let mut last_sent = first_chunk;
+    for at in &comments {
+        assert!(*at - last_sent >= Duration::from_millis(900), "{items:?}");
+        last_sent = *at;
+    }
     assert_eq!(chunk_indexes(&items), vec![0, 1]);
 
     // Traffic more often than the period: no keep-alive at all.
