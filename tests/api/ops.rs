@@ -287,13 +287,6 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
         }
     });
     let base = base_rx.await.expect("the server logged its URL");
-    // On failure, show what the server said.
-    let show_log = |what: &str| -> String {
-        format!(
-            "{what}\n--- server log ---\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        )
-    };
     let client = reqwest::Client::new();
     let mut text = client
         .get(format!("{base}/stream?count=100&interval_ms=1000"))
@@ -316,27 +309,33 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
         .status()
         .unwrap();
     assert!(status.success());
+    // Read both bodies to their end, keeping any error to report with the server's log.
     let mut sse_rest = Vec::new();
+    let mut sse_error = None;
     while let Some(frame) = sse.next().await {
-        let frame = frame.map_err(|e| show_log(&format!("SSE did not end cleanly: {e:?}")));
-        sse_rest.extend_from_slice(&frame.unwrap());
+        match frame {
+            Ok(bytes) => sse_rest.extend_from_slice(&bytes),
+            Err(err) => sse_error = Some(format!("{err:?}")),
+        }
     }
-    assert!(!String::from_utf8_lossy(&sse_rest).contains("event: end"));
+    let mut text_error = None;
     while let Some(frame) = text.next().await {
-        frame
-            .map_err(|e| show_log(&format!("text did not end cleanly: {e:?}")))
-            .unwrap();
+        if let Err(err) = frame {
+            text_error = Some(format!("{err:?}"));
+        }
     }
+    let elapsed = sent.elapsed();
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
         .unwrap();
-    logger.await.unwrap();
-    assert_eq!(exit.code(), Some(0), "{}", show_log("exit status"));
-    assert!(
-        sent.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        sent.elapsed()
-    );
+    logger.await.unwrap(); // the whole log: the server has exited, its stderr is closed
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let context = format!("--- server log ---\n{server_log}");
+    assert_eq!(sse_error, None, "SSE did not end cleanly\n{context}");
+    assert_eq!(text_error, None, "text did not end cleanly\n{context}");
+    assert!(!String::from_utf8_lossy(&sse_rest).contains("event: end"));
+    assert_eq!(exit.code(), Some(0), "exit status\n{context}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}\n{context}");
     let _ = std::fs::remove_file(&log);
 }
