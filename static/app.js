@@ -266,7 +266,13 @@ function runSse(run) {
       run.setState("reconnecting");
       return;
     }
-    // Closed for good: a non-200 answer (a 400, or 204 when nothing was left).
+    // Closed for good: a non-200 answer. A 204 after every chunk arrived means the `end`
+    // event was lost on the way (a proxy cut between the last chunk and it): done.
+    if (run.expected !== null && run.received === run.expected) {
+      run.complete();
+      return;
+    }
+    // Otherwise a 400 (or a 204 for a stream resumed past its end): ask for the message.
     const message = await diagnose(url);
     run.end("error", message ?? "the event stream failed");
   });

@@ -5,7 +5,7 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::Once,
     time::{Duration, Instant},
 };
@@ -186,4 +186,51 @@ pub fn binary(args: &[&str], envs: &[(&str, &str)]) -> Command {
         .envs(envs.iter().copied())
         .stdin(Stdio::null());
     cmd
+}
+
+/// A child process, stopped if the test ends early.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    /// SIGTERM first (SIGKILL on nginx's master would orphan its workers, still listening),
+    /// SIGKILL only if that does not end it within a few seconds.
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    /// Sends SIGTERM and waits (at most `deadline`) for a clean exit.
+    pub async fn terminate(&mut self, deadline: Duration) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let status = self.wait_exit(deadline).await;
+        assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
+    }
+
+    /// Waits at most `deadline` for the process to exit, failing the test after it.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < deadline, "no exit within {deadline:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::{
 
 use futures_util::StreamExt;
 
-use crate::helpers::{binary, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{Process, binary, spawn_app, spawn_app_with, wait_until};
 
 #[tokio::test]
 async fn past_the_limit_streams_get_503_with_retry_after_until_one_closes() {
@@ -269,6 +269,8 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
     .unwrap();
     // The server logs its URLs on stderr; take the base from the first, keep the rest.
     let stderr = child.stderr.take().unwrap();
+    // Stopped even if an assertion fails (else the log reader would wait forever).
+    let mut server = Process(child);
     let log_path = log.clone();
     let (base_tx, base_rx) = tokio::sync::oneshot::channel();
     let logger = tokio::task::spawn_blocking(move || {
@@ -305,7 +307,7 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
 
     let sent = Instant::now();
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -325,10 +327,7 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
         }
     }
     let elapsed = sent.elapsed();
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = server.wait_exit(Duration::from_secs(10)).await;
     logger.await.unwrap(); // the whole log: the server has exited, its stderr is closed
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     let context = format!("--- server log ---\n{server_log}");
@@ -338,4 +337,134 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
     assert_eq!(exit.code(), Some(0), "exit status\n{context}");
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}\n{context}");
     let _ = std::fs::remove_file(&log);
+}
+
+/// Server CPU time (user + system) so far, in clock ticks, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_accept_backs_off_and_recovers() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const FD_LIMIT: usize = 64;
+    let bin = env!("CARGO_BIN_EXE_chunkstream");
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            &format!("ulimit -n {FD_LIMIT} && exec {bin} --addr 127.0.0.1:0"),
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    // Stopped even if an assertion fails (else the log reader below would wait forever).
+    let mut server = Process(child);
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    // Keep draining the log (the server warns on every failed accept) so it never blocks.
+    tokio::task::spawn_blocking(move || {
+        let mut addr_tx = Some(addr_tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("http://")
+                && let Some(tx) = addr_tx.take()
+            {
+                let host = line[at + 7..].split('/').next().unwrap().to_owned();
+                let _ = tx.send(host);
+            }
+        }
+    });
+    let addr = addr_rx.await.expect("the server logged its URL");
+    // Roughly what is left for connections (tokio may still open a few of its own).
+    let base_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let capacity = FD_LIMIT - base_fds;
+    let extra = 12;
+
+    // One client per socket: send a request, then count the bytes that come back.
+    let mut clients = Vec::new();
+    for _ in 0..capacity + extra {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(b"GET /stream/sse?count=100000&interval_ms=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+                counter.fetch_add(n as u64, Ordering::SeqCst);
+            }
+        });
+        clients.push((received, task));
+    }
+    let served = |clients: &[(Arc<AtomicU64>, tokio::task::JoinHandle<()>)]| {
+        clients
+            .iter()
+            .filter(|(r, _)| r.load(Ordering::SeqCst) > 0)
+            .count()
+    };
+    wait_until(
+        Duration::from_secs(5),
+        "the server to use up its descriptors",
+        || {
+            let n = served(&clients);
+            async move { n + 4 >= capacity }
+        },
+    )
+    .await;
+
+    // Out of descriptors with clients waiting: no busy loop, and open streams keep flowing.
+    let flowing = clients
+        .iter()
+        .find(|(r, _)| r.load(Ordering::SeqCst) > 0)
+        .unwrap();
+    let before = (cpu_ticks(pid), flowing.0.load(Ordering::SeqCst));
+    tokio::time::sleep(Duration::from_secs(1)).await; // an observation window
+    let after = (cpu_ticks(pid), flowing.0.load(Ordering::SeqCst));
+    assert!(
+        after.0 - before.0 < 20,
+        "{} ticks of CPU in 1 s",
+        after.0 - before.0
+    );
+    assert!(after.1 > before.1, "an open stream stopped flowing");
+    let waiting = clients.len() - served(&clients);
+    assert!(
+        waiting >= extra - 4,
+        "only {waiting} clients wait past the limit"
+    );
+
+    // Free some descriptors: the waiting clients are served.
+    let mut freed = 0;
+    for (received, task) in &clients {
+        if freed < waiting + 2 && received.load(Ordering::SeqCst) > 0 {
+            task.abort();
+            freed += 1;
+        }
+    }
+    wait_until(
+        Duration::from_secs(5),
+        "the waiting clients to be served",
+        || {
+            let waiting = clients
+                .iter()
+                .filter(|(r, t)| !t.is_finished() && r.load(Ordering::SeqCst) == 0)
+                .count();
+            async move { waiting == 0 }
+        },
+    )
+    .await;
+    server.terminate(Duration::from_secs(5)).await;
 }

@@ -3,7 +3,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -16,57 +16,12 @@ use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode
 
 use crate::{
     eventsource::{Item, Parser},
-    helpers::{binary, wait_until},
+    helpers::{Process, binary, wait_until},
 };
 
 /// The ports `deploy/nginx.conf` names.
 const PROXY_PORT: u16 = 8080;
 const INSTANCE_PORTS: [u16; 2] = [3001, 3002];
-
-/// A child process, stopped if the test ends early.
-struct Process(Child);
-
-impl Drop for Process {
-    /// SIGTERM first (SIGKILL on nginx's master would orphan its workers, still listening),
-    /// SIGKILL only if that does not end it within a few seconds.
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(3) {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    /// Sends SIGTERM and waits (at most `deadline`) for a clean exit.
-    async fn terminate(&mut self, deadline: Duration) {
-        let pid = self.0.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
-                return;
-            }
-            assert!(
-                start.elapsed() < deadline,
-                "no exit {deadline:?} after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
 
 fn instance(port: u16) -> Process {
     Process(
