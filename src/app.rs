@@ -137,6 +137,9 @@ impl Application {
         tracing::info!("live page:     {base}/");
         tracing::info!("Swagger UI:    {base}/docs");
         tracing::info!("text stream:   {base}/stream?count=10&interval_ms=300");
+        tracing::info!("SSE stream:    {base}/stream/sse?count=10&interval_ms=300");
+        let ws = base.replacen("http", "ws", 1);
+        tracing::info!("WebSocket:     {ws}/stream/ws?count=10&interval_ms=300");
         tracing::info!("OpenAPI:       {base}/openapi.json");
         let token = streams.shutdown_token().clone();
         let stop = async move {

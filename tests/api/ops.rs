@@ -331,6 +331,16 @@ async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
     logger.await.unwrap(); // the whole log: the server has exited, its stderr is closed
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
     let context = format!("--- server log ---\n{server_log}");
+    // At start it said where everything is.
+    for path in [
+        "/docs",
+        "/openapi.json",
+        "/stream?",
+        "/stream/sse?",
+        "/stream/ws?",
+    ] {
+        assert!(server_log.contains(path), "{path} not logged\n{context}");
+    }
     assert_eq!(sse_error, None, "SSE did not end cleanly\n{context}");
     assert_eq!(text_error, None, "text did not end cleanly\n{context}");
     assert!(!String::from_utf8_lossy(&sse_rest).contains("event: end"));
