@@ -133,11 +133,6 @@ impl StreamParams {
     pub fn resumed_at(self, start: u64) -> Result<Self, ParamsError> {
         Self::new(self.count, self.interval_ms, start)
     }
-
-    /// How many chunks this request will send if it runs to the end.
-    pub fn remaining(&self) -> u64 {
-        self.count - self.start
-    }
 }
 
 /// The chunks `params.start() .. params.count()`, each made only when the consumer polls for it.

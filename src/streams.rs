@@ -159,11 +159,6 @@ impl Streams {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
-
-    /// Streams open now.
-    pub fn open_count(&self) -> usize {
-        self.limit - self.permits.available_permits()
-    }
 }
 
 /// One open stream. Dropping it ends the stream's accounting exactly once.
@@ -185,11 +180,6 @@ impl StreamGuard {
             .transport(self.transport)
             .chunks_sent
             .increment(n);
-    }
-
-    /// Chunks sent so far.
-    pub fn sent_count(&self) -> u64 {
-        self.sent
     }
 
     /// Says how the stream ended; without it, a dropped guard counts as `client_gone`.
