@@ -6,14 +6,14 @@ use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
     endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
     error::WebSocketError,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     web::Json,
 };
 use rust_embed::RustEmbed;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
-    api::{self, Shared},
+    api::{self, HeadRequest, Shared},
     config::Config,
     server,
     streams::Streams,
@@ -52,7 +52,11 @@ pub fn routes(shared: Shared) -> impl Endpoint + 'static {
 
 /// Turns every error (unknown route, wrong method, unparsable parameter) into a JSON
 /// `{"error": …}` body with the error's status. Typed errors already carry their body.
-async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+/// Also marks HEAD requests, before poem's router rewrites them to GET (see [`HeadRequest`]).
+async fn json_errors<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+    if req.method() == Method::HEAD {
+        req.extensions_mut().insert(HeadRequest);
+    }
     // Both clones are cheap (the URI shares its bytes): no allocation on the success path.
     let method = req.method().clone();
     let uri = req.uri().clone();

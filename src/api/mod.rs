@@ -122,6 +122,19 @@ fn params(count: u64, interval_ms: u64, start: u64) -> Result<StreamParams, Stre
     Ok(StreamParams::new(count, interval_ms, start)?)
 }
 
+/// Marks a request that arrived as HEAD. poem answers HEAD with the GET operation (it
+/// rewrites the method) and drops the body unread, which would open, and count, a stream
+/// nobody reads: the app's outer middleware sets this marker so operations can tell.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadRequest;
+
+/// For a HEAD request, the body that answers it: a stream's headers without a stream.
+fn head_only(req: &poem::Request) -> Option<poem::Body> {
+    req.extensions()
+        .get::<HeadRequest>()
+        .map(|_| poem::Body::empty())
+}
+
 /// Default of the `count` parameter.
 fn default_count() -> u64 {
     crate::generator::DEFAULT_COUNT

@@ -6,7 +6,7 @@ use poem_openapi::{
     param::{Header, Query},
 };
 
-use super::{EventChunks, Shared, StreamError, Tag, default_count, params};
+use super::{EventChunks, Shared, StreamError, Tag, default_count, head_only, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The SSE transport.
@@ -84,6 +84,9 @@ impl SseApi {
                 Some(next) => params = params.resumed_at(next)?,
                 None => return Ok(SseResponse::NothingLeft),
             }
+        }
+        if let Some(body) = head_only(req) {
+            return Ok(SseResponse::Ok(EventChunks(body)));
         }
         let shared = &self.0;
         let guard = shared.streams.open(Transport::Sse, &params, peer)?;

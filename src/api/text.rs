@@ -1,9 +1,9 @@
 //! `GET /stream`: the chunks as lines of `text/plain`.
 
-use poem::web::RemoteAddr;
+use poem::{Request, web::RemoteAddr};
 use poem_openapi::{ApiResponse, OpenApi, param::Query};
 
-use super::{Shared, StreamError, Tag, TextChunks, default_count, params};
+use super::{Shared, StreamError, Tag, TextChunks, default_count, head_only, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The text transport.
@@ -39,8 +39,12 @@ impl TextApi {
         #[oai(default, validator(minimum(value = "0")))]
         start: Query<u64>,
         peer: &RemoteAddr,
+        req: &Request,
     ) -> Result<TextResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
+        if let Some(body) = head_only(req) {
+            return Ok(TextResponse::Ok(TextChunks(body)));
+        }
         let streams = &self.0.streams;
         let guard = streams.open(Transport::Text, &params, peer)?;
         let chunks = generator::chunks(params, streams.shutdown_token().clone());

@@ -58,6 +58,34 @@ async fn past_the_limit_streams_get_503_with_retry_after_until_one_closes() {
 }
 
 #[tokio::test]
+async fn head_gets_a_streams_headers_without_opening_one() {
+    let app = spawn_app().await;
+    for (path, content_type) in [
+        ("/stream?count=5", "text/plain; charset=utf-8"),
+        ("/stream/sse?count=5", "text/event-stream"),
+    ] {
+        let resp = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], content_type, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-cache", "{path}");
+    }
+    let bad = app
+        .client
+        .head(app.url("/stream?count=-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let all = app.metrics().await;
+    let streams: f64 = all
+        .iter()
+        .filter(|(k, _)| k.starts_with("chunkstream_streams_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(streams, 0.0, "a HEAD opened a stream: {all:?}");
+}
+
+#[tokio::test]
 async fn metrics_tell_the_truth_after_mixed_endings() {
     let app = spawn_app().await;
     // Two complete text streams, one complete SSE stream.
