@@ -1,10 +1,16 @@
-//! The one generator: `chunks(params)` lazily yields `Chunk`s `start..count`, paced, cancellable.
+//! The one generator: `chunks(params)` lazily yields the chunks `start..count`, paced, cancellable.
 //!
 //! Every transport is fed by this stream and nothing else makes chunks. Chunk *i* is a pure
 //! function of *i*, so a chunk is just its index: its text is written by the transport
 //! straight into the outgoing bytes, and resuming a stream needs no stored state.
+//!
+//! The stream yields [`ChunkRange`]s: the chunks that are due now, handed over together. A
+//! paced stream yields one chunk per range, when it falls due; an unpaced one yields up to
+//! [`MAX_RANGE`] at a time, so a transport encodes a run of chunks without one poll (and one
+//! shutdown check) per chunk. Still nothing is made ahead of demand: a range is two numbers,
+//! and each chunk's bytes are written only when the transport encodes it.
 
-use std::{fmt, time::Duration};
+use std::{fmt, ops::Range, time::Duration};
 
 use async_stream::stream;
 use bytes::{BufMut, BytesMut};
@@ -19,8 +25,14 @@ pub const MAX_INTERVAL_MS: u64 = 60_000;
 /// Default `count`, as in the Flask example the project grew from (`Data Chunk 0..9`).
 pub const DEFAULT_COUNT: u64 = 10;
 
+/// Most chunks in one [`ChunkRange`] of an unpaced stream: enough to make the per-poll cost
+/// vanish (a 64 KiB frame holds ~3 400 text lines), few enough that a shutdown is seen at once.
+pub const MAX_RANGE: u64 = 1024;
+
 /// The text every chunk starts with; the index follows it.
 const TEXT_PREFIX: &[u8] = b"Data Chunk ";
+/// The longest text: the prefix and the 20 digits of `u64::MAX`.
+const TEXT_MAX: usize = TEXT_PREFIX.len() + 20;
 
 /// One chunk of the stream. It carries only its index; its text is `Data Chunk {index}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,25 +41,97 @@ pub struct Chunk {
     pub index: u64,
 }
 
-impl Chunk {
-    /// Appends the chunk's text, `Data Chunk {index}`, to `out` without allocating.
-    pub fn write_text(self, out: &mut BytesMut) {
-        out.put_slice(TEXT_PREFIX);
-        out.put_slice(itoa::Buffer::new().format(self.index).as_bytes());
+/// Writes chunks' bytes (text, JSON, index) straight into an output buffer, fast for a run.
+///
+/// A transport keeps one per stream. It holds the text of the last chunk it wrote; when the
+/// next chunk is the one after it, the digits are counted up in place (`…41` → `…42`,
+/// `99` → `100`) instead of formatted anew, so a run of chunks costs a few instructions
+/// each. Any other index is formatted with `itoa`. Nothing is allocated.
+#[derive(Debug, Clone)]
+pub struct ChunkWriter {
+    /// `Data Chunk {index}` of `index`, in the first `len` bytes.
+    text: [u8; TEXT_MAX],
+    len: usize,
+    /// The index whose text `text` holds, once one was written.
+    index: Option<u64>,
+}
+
+impl Default for ChunkWriter {
+    fn default() -> Self {
+        let mut text = [b'0'; TEXT_MAX];
+        text[..TEXT_PREFIX.len()].copy_from_slice(TEXT_PREFIX);
+        Self {
+            text,
+            len: TEXT_PREFIX.len() + 1,
+            index: None,
+        }
+    }
+}
+
+impl ChunkWriter {
+    /// Appends the chunk's text, `Data Chunk {index}`.
+    pub fn text(&mut self, chunk: Chunk, out: &mut BytesMut) {
+        self.load(chunk.index);
+        // Copied whole, then the surplus cut off again (`truncate` only lowers the length): a
+        // copy of a fixed size compiles to a few moves, where a copy of a slice's length is a
+        // call to `memmove`.
+        out.extend_from_slice(&self.text);
+        out.truncate(out.len() - (TEXT_MAX - self.len));
     }
 
-    /// Appends the chunk's JSON, `{"index":…,"text":"Data Chunk …"}`, to `out`.
+    /// Appends the chunk's index in decimal.
+    pub fn index(&mut self, chunk: Chunk, out: &mut BytesMut) {
+        self.load(chunk.index);
+        out.put_slice(self.digits());
+    }
+
+    /// Appends the chunk's JSON, `{"index":…,"text":"Data Chunk …"}`.
     ///
     /// The text holds only ASCII letters, digits and spaces, so nothing needs escaping.
-    pub fn write_json(self, out: &mut BytesMut) {
-        let mut digits = itoa::Buffer::new();
-        let index = digits.format(self.index).as_bytes();
+    pub fn json(&mut self, chunk: Chunk, out: &mut BytesMut) {
+        self.load(chunk.index);
         out.put_slice(b"{\"index\":");
-        out.put_slice(index);
+        out.put_slice(self.digits());
         out.put_slice(b",\"text\":\"");
-        out.put_slice(TEXT_PREFIX);
-        out.put_slice(index);
+        out.put_slice(&self.text[..self.len]);
         out.put_slice(b"\"}");
+    }
+
+    /// The digits of the loaded index.
+    fn digits(&self) -> &[u8] {
+        &self.text[TEXT_PREFIX.len()..self.len]
+    }
+
+    /// Makes `text` hold the text of `index`.
+    fn load(&mut self, index: u64) {
+        match self.index {
+            Some(last) if last == index => return,
+            Some(last) if last.checked_add(1) == Some(index) => self.count_up(),
+            _ => {
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(index).as_bytes();
+                self.text[TEXT_PREFIX.len()..][..digits.len()].copy_from_slice(digits);
+                self.len = TEXT_PREFIX.len() + digits.len();
+            }
+        }
+        self.index = Some(index);
+    }
+
+    /// Adds one to the decimal digits in `text`. (Only called below `u64::MAX`, whose 20
+    /// digits are the most `text` has room for.)
+    fn count_up(&mut self) {
+        let digits = &mut self.text[TEXT_PREFIX.len()..self.len];
+        for digit in digits.iter_mut().rev() {
+            if *digit < b'9' {
+                *digit += 1;
+                return;
+            }
+            *digit = b'0';
+        }
+        // They were all nines: 99 + 1 = 100.
+        digits[0] = b'1';
+        self.text[self.len] = b'0';
+        self.len += 1;
     }
 }
 
@@ -57,6 +141,38 @@ impl fmt::Display for Chunk {
         write!(f, "Data Chunk {}", self.index)
     }
 }
+
+/// Consecutive chunks that are due now, handed over by the generator together.
+///
+/// It iterates over its chunks; the index after its last chunk is [`ChunkRange::end`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRange(Range<u64>);
+
+impl ChunkRange {
+    /// No chunks, ending at `end`.
+    pub fn empty(end: u64) -> Self {
+        Self(end..end)
+    }
+
+    /// The index after the range's last chunk.
+    pub fn end(&self) -> u64 {
+        self.0.end
+    }
+}
+
+impl Iterator for ChunkRange {
+    type Item = Chunk;
+
+    fn next(&mut self) -> Option<Chunk> {
+        self.0.next().map(|index| Chunk { index })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ChunkRange {}
 
 /// What a client asked for, validated: the same for every transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,15 +253,21 @@ impl StreamParams {
 
 /// The chunks `params.start() .. params.count()`, each made only when the consumer polls for it.
 ///
-/// With an interval, chunk `start + k` is due at `t0 + k·interval` (`t0` = the first poll):
-/// the schedule is absolute, so a consumer that falls behind gets the late chunks at once
-/// and the stream does not drift. When `stop` is cancelled (server shutdown) the stream ends
+/// With an interval, chunk `start + k` is due at `t0 + k·interval` (`t0` = the first poll) and
+/// comes alone in its range: the schedule is absolute, so a consumer that falls behind gets
+/// the late chunks at once and the stream does not drift. Without one, each poll hands over
+/// the next [`MAX_RANGE`] chunks. When `stop` is cancelled (server shutdown) the stream ends
 /// early, at once even while it waits for a due time. Dropping the stream stops all work.
-pub fn chunks(params: StreamParams, stop: CancellationToken) -> impl Stream<Item = Chunk> + Send {
+pub fn chunks(
+    params: StreamParams,
+    stop: CancellationToken,
+) -> impl Stream<Item = ChunkRange> + Send {
     let interval = Duration::from_millis(params.interval_ms);
+    let per_range = if interval.is_zero() { MAX_RANGE } else { 1 };
     stream! {
         let t0 = Instant::now();
-        for index in params.start..params.count {
+        let mut index = params.start;
+        while index < params.count {
             let k = index - params.start;
             if !interval.is_zero() && k > 0 {
                 // k · interval ≤ 10^8 · 60 000 ms: no overflow in u64 milliseconds.
@@ -158,7 +280,9 @@ pub fn chunks(params: StreamParams, stop: CancellationToken) -> impl Stream<Item
             } else if stop.is_cancelled() {
                 return;
             }
-            yield Chunk { index };
+            let end = params.count.min(index + per_range);
+            yield ChunkRange(index..end);
+            index = end;
         }
     }
 }
@@ -182,31 +306,49 @@ mod tests {
         StreamParams::new(count, interval_ms, start).expect("valid test params")
     }
 
+    /// Every chunk of the stream, in order.
+    async fn all(params: StreamParams) -> Vec<Chunk> {
+        chunks(params, CancellationToken::new())
+            .flat_map(futures_util::stream::iter)
+            .collect()
+            .await
+    }
+
     #[tokio::test]
     async fn defaults_yield_data_chunk_0_to_9() {
-        let texts: Vec<String> = chunks(StreamParams::default(), CancellationToken::new())
-            .map(|c| c.to_string())
-            .collect()
-            .await;
+        let texts: Vec<String> = all(StreamParams::default())
+            .await
+            .iter()
+            .map(Chunk::to_string)
+            .collect();
         let expected: Vec<String> = (0..10).map(|i| format!("Data Chunk {i}")).collect();
         assert_eq!(texts, expected);
     }
 
     #[tokio::test]
     async fn yields_exactly_start_to_count() {
-        let got: Vec<u64> = chunks(params(7, 0, 3), CancellationToken::new())
-            .map(|c| c.index)
+        let indexes = |chunks: Vec<Chunk>| chunks.iter().map(|c| c.index).collect::<Vec<_>>();
+        assert_eq!(indexes(all(params(7, 0, 3)).await), vec![3, 4, 5, 6]);
+        assert_eq!(indexes(all(params(7, 5, 3)).await), vec![3, 4, 5, 6]);
+        assert!(all(params(5, 0, 5)).await.is_empty());
+        assert!(all(params(0, 0, 0)).await.is_empty());
+        let long = all(params(3 * MAX_RANGE + 5, 0, 2)).await;
+        assert_eq!(indexes(long), (2..3 * MAX_RANGE + 5).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_ranges_are_bounded_and_paced_ones_hold_one_chunk() {
+        let ranges: Vec<ChunkRange> =
+            chunks(params(2 * MAX_RANGE + 1, 0, 0), CancellationToken::new())
+                .collect()
+                .await;
+        let lens: Vec<usize> = ranges.iter().map(ExactSizeIterator::len).collect();
+        assert_eq!(lens, vec![MAX_RANGE as usize, MAX_RANGE as usize, 1]);
+        assert_eq!(ranges[2].end(), 2 * MAX_RANGE + 1);
+        let paced: Vec<ChunkRange> = chunks(params(3, 10, 0), CancellationToken::new())
             .collect()
             .await;
-        assert_eq!(got, vec![3, 4, 5, 6]);
-        let empty: Vec<Chunk> = chunks(params(5, 0, 5), CancellationToken::new())
-            .collect()
-            .await;
-        assert!(empty.is_empty());
-        let none: Vec<Chunk> = chunks(params(0, 0, 0), CancellationToken::new())
-            .collect()
-            .await;
-        assert!(none.is_empty());
+        assert!(paced.iter().all(|range| range.len() == 1), "{paced:?}");
     }
 
     #[test]
@@ -228,11 +370,12 @@ mod tests {
 
     #[test]
     fn chunk_encodings_match_the_contract() {
+        let mut writer = ChunkWriter::default();
         let mut out = BytesMut::new();
-        Chunk { index: 42 }.write_text(&mut out);
+        writer.text(Chunk { index: 42 }, &mut out);
         assert_eq!(&out[..], b"Data Chunk 42");
         out.clear();
-        Chunk { index: u64::MAX }.write_json(&mut out);
+        writer.json(Chunk { index: u64::MAX }, &mut out);
         let json: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(
             json,
@@ -240,10 +383,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_writer_counts_up_across_every_carry_and_formats_any_jump() {
+        // Runs across 9 → 10, 99 → 100, …, the largest count, and u64::MAX; then jumps back,
+        // repeats and resumes, as a resumed stream or a second stream would.
+        let mut indexes: Vec<u64> = (0..=10_001).collect();
+        indexes.extend(MAX_COUNT - 10..=MAX_COUNT + 10);
+        indexes.extend(u64::MAX - 12..=u64::MAX);
+        indexes.extend([5, 5, 3, 999, 1000, 7, 0, 9_999_999_999, 10_000_000_000, 1]);
+        let mut writer = ChunkWriter::default();
+        for index in indexes {
+            let chunk = Chunk { index };
+            let mut text = BytesMut::new();
+            writer.text(chunk, &mut text);
+            assert_eq!(&text[..], chunk.to_string().as_bytes(), "text of {index}");
+            let mut digits = BytesMut::new();
+            writer.index(chunk, &mut digits);
+            assert_eq!(&digits[..], index.to_string().as_bytes(), "index {index}");
+            let mut json = BytesMut::new();
+            writer.json(chunk, &mut json);
+            let expected = format!(r#"{{"index":{index},"text":"Data Chunk {index}"}}"#);
+            assert_eq!(&json[..], expected.as_bytes(), "JSON of {index}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn chunks_are_paced_on_an_absolute_schedule() {
         let t0 = Instant::now();
-        let mut stream = pin!(chunks(params(4, 300, 0), CancellationToken::new()));
+        let chunks = chunks(params(4, 300, 0), CancellationToken::new());
+        let mut stream = pin!(chunks.flat_map(futures_util::stream::iter));
         let mut arrivals = Vec::new();
         while let Some(chunk) = stream.next().await {
             arrivals.push((chunk.index, t0.elapsed()));
@@ -262,8 +430,8 @@ mod tests {
         let made = Arc::new(AtomicU64::new(0));
         let counted = {
             let made = made.clone();
-            chunks(params(1000, 0, 0), CancellationToken::new()).inspect(move |_| {
-                made.fetch_add(1, Ordering::SeqCst);
+            chunks(params(MAX_COUNT, 0, 0), CancellationToken::new()).inspect(move |range| {
+                made.fetch_add(range.len() as u64, Ordering::SeqCst);
             })
         };
         let mut stream = pin!(counted);
@@ -271,18 +439,25 @@ mod tests {
             stream.next().await;
         }
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(made.load(Ordering::SeqCst), 3);
+        assert_eq!(made.load(Ordering::SeqCst), 3 * MAX_RANGE);
     }
 
     #[tokio::test(start_paused = true)]
     async fn stop_ends_a_waiting_stream_at_once() {
         let stop = CancellationToken::new();
         let mut stream = pin!(chunks(params(10, 60_000, 0), stop.clone()));
-        assert_eq!(stream.next().await, Some(Chunk { index: 0 }));
+        assert_eq!(stream.next().await, Some(ChunkRange(0..1)));
         assert_eq!(poll!(stream.next()), Poll::Pending);
         stop.cancel();
         let before = Instant::now();
         assert_eq!(stream.next().await, None);
         assert_eq!(before.elapsed(), Duration::ZERO);
+
+        // An unpaced stream stops at the next range.
+        let stop = CancellationToken::new();
+        let mut stream = pin!(chunks(params(MAX_COUNT, 0, 0), stop.clone()));
+        assert_eq!(stream.next().await, Some(ChunkRange(0..MAX_RANGE)));
+        stop.cancel();
+        assert_eq!(stream.next().await, None);
     }
 }

@@ -1,7 +1,7 @@
 //! Transports: each turns the generator's chunk stream into its wire format, nothing more.
 //!
-//! `text` and `sse` are HTTP bodies built by one combinator, [`Frames`]: it polls the chunk
-//! stream while chunks are ready and packs them into one buffer (up to [`FRAME_TARGET`]), and
+//! `text` and `sse` are HTTP bodies built by one combinator, [`Frames`]: it encodes the ready
+//! chunks (ranges of them from the generator) into one buffer (up to [`FRAME_TARGET`]) and
 //! hands the buffer over as soon as the stream would wait. Ready chunks share one write;
 //! a paced chunk goes out alone, at once. `ws` writes frames to a WebSocket sink instead.
 
@@ -21,7 +21,7 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep, sleep};
 
 use crate::{
-    generator::Chunk,
+    generator::{Chunk, ChunkRange},
     streams::{Outcome, StreamGuard},
 };
 
@@ -49,9 +49,12 @@ pub trait Encoder: Send + Unpin + 'static {
 /// generator and the guard go with it, and the guard records the outcome.
 pub struct Frames<S, E> {
     chunks: Pin<Box<S>>,
+    /// Chunks handed over by the generator and not encoded yet (a frame filled first).
+    pending: ChunkRange,
     encoder: E,
     guard: StreamGuard,
-    /// The index after the last chunk: the stream is complete when `next == count`.
+    /// The index after the last chunk handed over: the stream is complete when the
+    /// generator ends with `next == count`.
     next: u64,
     count: u64,
     started: bool,
@@ -65,13 +68,14 @@ pub struct Frames<S, E> {
 
 impl<S, E> Frames<S, E>
 where
-    S: Stream<Item = Chunk> + Send + 'static,
+    S: Stream<Item = ChunkRange> + Send + 'static,
     E: Encoder,
 {
     /// Frames for the chunks `start..count`.
     pub fn new(chunks: S, encoder: E, guard: StreamGuard, start: u64, count: u64) -> Self {
         Self {
             chunks: Box::pin(chunks),
+            pending: ChunkRange::empty(start),
             encoder,
             guard,
             next: start,
@@ -89,15 +93,21 @@ where
         self
     }
 
-    /// Polls the chunk stream until it would wait, ends, or a frame is full.
+    /// Encodes ready chunks until the generator would wait, ends, or a frame is full.
     fn fill(&mut self, cx: &mut Context<'_>, out: &mut BytesMut) {
         let mut sent = 0;
-        while out.len() < FRAME_TARGET {
+        'fill: loop {
+            for chunk in self.pending.by_ref() {
+                self.encoder.chunk(chunk, out);
+                sent += 1;
+                if out.len() >= FRAME_TARGET {
+                    break 'fill;
+                }
+            }
             match self.chunks.as_mut().poll_next(cx) {
-                Poll::Ready(Some(chunk)) => {
-                    self.encoder.chunk(chunk, out);
-                    self.next = chunk.index + 1;
-                    sent += 1;
+                Poll::Ready(Some(range)) => {
+                    self.next = range.end();
+                    self.pending = range;
                 }
                 Poll::Ready(None) => {
                     self.done = true;
@@ -121,7 +131,7 @@ where
 
 impl<S, E> Stream for Frames<S, E>
 where
-    S: Stream<Item = Chunk> + Send + 'static,
+    S: Stream<Item = ChunkRange> + Send + 'static,
     E: Encoder,
 {
     type Item = io::Result<Bytes>;

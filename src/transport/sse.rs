@@ -8,14 +8,15 @@ use poem::Body;
 
 use super::{Encoder, Frames};
 use crate::{
-    generator::{Chunk, StreamParams},
+    generator::{Chunk, ChunkRange, ChunkWriter, StreamParams},
     streams::StreamGuard,
 };
 
 /// Encodes chunks as Server-Sent Events.
 pub struct SseEvents {
     /// The reconnection delay announced to the client.
-    pub retry_ms: u64,
+    retry_ms: u64,
+    writer: ChunkWriter,
 }
 
 impl Encoder for SseEvents {
@@ -27,9 +28,9 @@ impl Encoder for SseEvents {
 
     fn chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
         out.put_slice(b"id: ");
-        out.put_slice(itoa::Buffer::new().format(chunk.index).as_bytes());
+        self.writer.index(chunk, out);
         out.put_slice(b"\nevent: chunk\ndata: ");
-        chunk.write_json(out);
+        self.writer.json(chunk, out);
         out.put_slice(b"\n\n");
     }
 
@@ -46,7 +47,7 @@ impl Encoder for SseEvents {
 
 /// The event-stream body for `chunks`, with a keep-alive comment after `keep_alive` of silence.
 pub fn body(
-    chunks: impl Stream<Item = Chunk> + Send + 'static,
+    chunks: impl Stream<Item = ChunkRange> + Send + 'static,
     params: &StreamParams,
     guard: StreamGuard,
     retry_ms: u64,
@@ -54,7 +55,10 @@ pub fn body(
 ) -> Body {
     let frames = Frames::new(
         chunks,
-        SseEvents { retry_ms },
+        SseEvents {
+            retry_ms,
+            writer: ChunkWriter::default(),
+        },
         guard,
         params.start(),
         params.count(),

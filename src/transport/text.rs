@@ -6,29 +6,30 @@ use poem::Body;
 
 use super::{Encoder, Frames};
 use crate::{
-    generator::{Chunk, StreamParams},
+    generator::{Chunk, ChunkRange, ChunkWriter, StreamParams},
     streams::StreamGuard,
 };
 
 /// Encodes chunks as lines of text.
-pub struct TextLines;
+#[derive(Default)]
+pub struct TextLines(ChunkWriter);
 
 impl Encoder for TextLines {
     fn chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
-        chunk.write_text(out);
+        self.0.text(chunk, out);
         out.put_u8(b'\n');
     }
 }
 
 /// The response body for `chunks`: lines written as they are made, ready lines coalesced.
 pub fn body(
-    chunks: impl Stream<Item = Chunk> + Send + 'static,
+    chunks: impl Stream<Item = ChunkRange> + Send + 'static,
     params: &StreamParams,
     guard: StreamGuard,
 ) -> Body {
     Body::from_bytes_stream(Frames::new(
         chunks,
-        TextLines,
+        TextLines::default(),
         guard,
         params.start(),
         params.count(),

@@ -9,14 +9,14 @@
 use std::{fmt, future::Future, io, pin::pin, time::Duration};
 
 use bytes::BytesMut;
-use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt, stream};
 use poem::web::websocket::{CloseCode, Message, WebSocketConfig};
 use serde::Deserialize;
 use tokio::time::{self, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    generator::{Chunk, StreamParams},
+    generator::{Chunk, ChunkRange, ChunkWriter, StreamParams},
     streams::{Outcome, StreamGuard},
 };
 
@@ -141,7 +141,7 @@ impl Ending {
 pub async fn run<Si, St, E>(
     sink: Si,
     incoming: St,
-    chunks: impl Stream<Item = Chunk>,
+    chunks: impl Stream<Item = ChunkRange>,
     params: StreamParams,
     mut guard: StreamGuard,
     options: Options,
@@ -159,6 +159,8 @@ where
         stall: options.ping.saturating_mul(2),
         dirty: false,
     };
+    // One message per chunk: the generator's ranges are taken apart here.
+    let chunks = chunks.flat_map(stream::iter);
     let ending = conn.stream(chunks, &params, &mut guard, options.ping).await;
     let outcome = ending.outcome();
     guard.finish(outcome);
@@ -195,6 +197,7 @@ where
     ) -> Ending {
         let mut chunks = pin!(chunks.fuse());
         let mut next = params.start();
+        let mut writer = ChunkWriter::default();
         let mut paused = false;
         let mut ticker = time::interval_at(Instant::now() + ping, ping);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -266,7 +269,7 @@ where
                     let mut sent = 0;
                     let mut bytes = 0;
                     let result = loop {
-                        let frame = frame(chunk);
+                        let frame = frame(&mut writer, chunk);
                         bytes += frame.as_bytes().len();
                         next = chunk.index + 1;
                         sent += 1;
@@ -369,9 +372,9 @@ where
 }
 
 /// A chunk's text frame: its JSON.
-fn frame(chunk: Chunk) -> Message {
+fn frame(writer: &mut ChunkWriter, chunk: Chunk) -> Message {
     let mut json = BytesMut::with_capacity(64);
-    chunk.write_json(&mut json);
+    writer.json(chunk, &mut json);
     Message::Text(String::from_utf8(json.into()).expect("a chunk's JSON is ASCII"))
 }
 
