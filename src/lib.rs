@@ -10,6 +10,7 @@
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
 //! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
+//! - [`logging`]: the log output, with a field formatter cheap enough for a line per stream.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod generator;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;

@@ -1,16 +1,13 @@
 //! The `chunkstream` binary: parse the config, start tracing, bind, serve until a signal.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use chunkstream::{
     api,
     app::Application,
     config::{Cli, Command},
-    shutdown,
+    logging, shutdown,
 };
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// jemalloc keeps an idle streaming connection at about 9 KiB of RSS, where glibc's malloc
 /// fragments to about 13 (measured with 5 000 open SSE streams; see BENCHMARKS.md).
@@ -24,14 +21,7 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", api::document());
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not into files and pipes.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let _log = logging::init();
     let addr = cli.config.addr;
     let app = Application::bind(cli.config)
         .await
