@@ -11,9 +11,13 @@ mod sse;
 mod text;
 mod ws;
 
-use std::sync::Arc;
+use std::{fmt, net::SocketAddr, sync::Arc};
 
-use poem_openapi::{ApiResponse, Object, OpenApiService, Tags, payload::Json, types::Example};
+use poem::web::RemoteAddr;
+
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, OpenApiService, Tags, payload::Json, types::Example,
+};
 
 pub use self::payload::{EventChunks, TextChunks};
 use crate::{
@@ -38,6 +42,28 @@ impl Shared {
             streams: Streams::new(config.max_streams, Default::default()),
             config: Arc::new(config),
         }
+    }
+}
+
+/// A client's address in the logs, as poem writes it (`socket://127.0.0.1:4242`), but an
+/// IPv4 address without `core::fmt`'s machinery: it is in every stream's span.
+pub struct Peer<'a>(pub &'a RemoteAddr);
+
+impl fmt::Display for Peer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(SocketAddr::V4(addr)) = self.0.as_socket_addr() else {
+            return self.0.fmt(f);
+        };
+        let mut digits = itoa::Buffer::new();
+        f.write_str("socket://")?;
+        for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            f.write_str(digits.format(octet))?;
+        }
+        f.write_str(":")?;
+        f.write_str(digits.format(addr.port()))
     }
 }
 
@@ -141,7 +167,20 @@ fn default_count() -> u64 {
 }
 
 /// The service: every operation, ready to nest under `/`.
-pub type Service = OpenApiService<(text::TextApi, sse::SseApi, ws::WsApi, ops::OpsApi), ()>;
+pub type Service = OpenApiService<Apis, ()>;
+
+/// Every operation group of the API.
+type Apis = (text::TextApi, sse::SseApi, ws::WsApi, ops::OpsApi);
+
+/// The paths of the API's operations, from its own metadata. They are exact: no operation
+/// has a path parameter (a test checks it).
+pub fn paths() -> Vec<String> {
+    <Apis as OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+        .map(|path| path.path)
+        .collect()
+}
 
 /// The OpenAPI service over `shared`.
 pub fn service(shared: Shared) -> Service {
@@ -163,4 +202,38 @@ pub fn document() -> String {
     let mut doc = service(Shared::new(Config::default())).spec();
     doc.push('\n');
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::{Addr, web::RemoteAddr};
+
+    use super::Peer;
+
+    #[test]
+    fn peers_read_as_poem_writes_them() {
+        for addr in [
+            "0.0.0.0:0",
+            "127.0.0.1:4242",
+            "255.255.255.255:65535",
+            "[::1]:8080",
+        ] {
+            let addr = RemoteAddr(Addr::SocketAddr(addr.parse().expect("an address")));
+            assert_eq!(Peer(&addr).to_string(), addr.to_string());
+        }
+        let custom = RemoteAddr(Addr::Custom("test", "x".into()));
+        assert_eq!(Peer(&custom).to_string(), custom.to_string());
+    }
+
+    #[test]
+    fn paths_are_the_specs_exact_paths() {
+        let spec: serde_json::Value =
+            serde_json::from_str(&super::document()).expect("the spec is JSON");
+        let mut in_spec: Vec<&String> = spec["paths"].as_object().expect("paths").keys().collect();
+        let mut paths = super::paths();
+        paths.sort();
+        in_spec.sort();
+        assert_eq!(paths.iter().collect::<Vec<_>>(), in_spec);
+        assert!(paths.iter().all(|path| !path.contains('{')), "{paths:?}");
+    }
 }

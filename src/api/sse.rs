@@ -6,7 +6,7 @@ use poem_openapi::{
     param::{Header, Query},
 };
 
-use super::{EventChunks, Shared, StreamError, Tag, default_count, head_only, params};
+use super::{EventChunks, Peer, Shared, StreamError, Tag, default_count, head_only, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The SSE transport.
@@ -89,7 +89,7 @@ impl SseApi {
             return Ok(SseResponse::Ok(EventChunks(body)));
         }
         let shared = &self.0;
-        let guard = shared.streams.open(Transport::Sse, &params, peer)?;
+        let guard = shared.streams.open(Transport::Sse, &params, Peer(peer))?;
         let chunks = generator::chunks(params, shared.streams.shutdown_token().clone());
         let body = transport::sse::body(
             chunks,

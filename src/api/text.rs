@@ -3,7 +3,7 @@
 use poem::{Request, web::RemoteAddr};
 use poem_openapi::{ApiResponse, OpenApi, param::Query};
 
-use super::{Shared, StreamError, Tag, TextChunks, default_count, head_only, params};
+use super::{Peer, Shared, StreamError, Tag, TextChunks, default_count, head_only, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The text transport.
@@ -46,7 +46,7 @@ impl TextApi {
             return Ok(TextResponse::Ok(TextChunks(body)));
         }
         let streams = &self.0.streams;
-        let guard = streams.open(Transport::Text, &params, peer)?;
+        let guard = streams.open(Transport::Text, &params, Peer(peer))?;
         let chunks = generator::chunks(params, streams.shutdown_token().clone());
         Ok(TextResponse::Ok(TextChunks(transport::text::body(
             chunks, &params, guard,

@@ -22,7 +22,7 @@ use poem_openapi::{
 };
 use tracing::Instrument;
 
-use super::{ChunkSchema, ErrorBody, Shared, StreamError, Tag, default_count, params};
+use super::{ChunkSchema, ErrorBody, Peer, Shared, StreamError, Tag, default_count, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The WebSocket transport.
@@ -149,7 +149,7 @@ impl WsApi {
             .map_err(|error| WsRefused::Forbidden(Json(ErrorBody { error })))?;
         let streams = self.0.streams.clone();
         let guard = streams
-            .open(Transport::Ws, &params, peer)
+            .open(Transport::Ws, &params, Peer(peer))
             .map_err(StreamError::from)?;
         let span = guard.span().clone();
         let options = transport::ws::Options {

@@ -95,6 +95,9 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
             404,
             "/stream/nope",
         ),
+        ("trailing slash", "GET", "/stream/", 404, "/stream/"),
+        ("a longer name", "GET", "/streams", 404, "/streams"),
+        ("doubled slash", "GET", "//stream", 404, "//stream"),
         ("wrong method", "POST", "/stream", 405, "POST"),
         (
             "wrong method on health",
