@@ -45,7 +45,8 @@ impl Encoder for SseEvents {
     }
 }
 
-/// The event-stream body for `chunks`, with a keep-alive comment after `keep_alive` of silence.
+/// The event-stream body for `chunks`, with a keep-alive comment after `keep_alive` of silence
+/// (which only a stream paced at least that slowly can have).
 pub fn body(
     chunks: impl Stream<Item = ChunkRange> + Send + 'static,
     params: &StreamParams,
@@ -62,7 +63,15 @@ pub fn body(
         guard,
         params.start(),
         params.count(),
-    )
-    .keep_alive(keep_alive);
+    );
+    // The only silence in a stream is the wait for the next chunk, `interval_ms`: a stream
+    // with a shorter interval never needs a keep-alive, so it gets no timer. (With 19 000
+    // streams, every one resetting its timer per event, the stale deadlines falling due
+    // together delayed events: p99 lag 170-270 ms, against 1.7 ms without; BENCHMARKS.md.)
+    let frames = if Duration::from_millis(params.interval_ms()) >= keep_alive {
+        frames.keep_alive(keep_alive)
+    } else {
+        frames
+    };
     Body::from_bytes_stream(frames)
 }
