@@ -580,7 +580,15 @@ impl Bench {
                     .map(|&(open, kib)| (open as f64, kib as f64 / 1024.0))
                     .collect(),
             });
-            let ok = held.held == n && p99 < 20.0 && per_conn <= 10.0;
+            // Issue 7's targets: at the fixed count, all held with p99 lag < 20 ms and
+            // ≤ 10 KiB each; at the fd limit, all held at ≤ 10 KiB each (the lag is reported).
+            let at_fd_limit = n != self.plan.sse_conns;
+            let ok = held.held == n && per_conn <= 10.0 && (at_fd_limit || p99 < 20.0);
+            let target = if at_fd_limit {
+                "all held, ≤ 10 KiB/conn (⇒ ≥ 100 k per GiB)"
+            } else {
+                "all held, p99 lag < 20 ms, ≤ 10 KiB/conn"
+            };
             let per_gib = if per_conn > 0.0 {
                 format!(", ⇒ {} per GiB", si(1024.0 * 1024.0 / per_conn))
             } else {
@@ -606,7 +614,7 @@ impl Bench {
                     held.listen_overflows
                 ),
                 if kind == Kind::Chunkstream {
-                    "all held, p99 lag < 20 ms, ≤ 10 KiB/conn"
+                    target
                 } else {
                     "(baseline)"
                 },
