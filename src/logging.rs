@@ -1,4 +1,4 @@
-//! Log output: tracing-subscriber's `fmt` layer, with a cheaper field formatter.
+//! Log output: tracing-subscriber's `fmt` layer, with cheaper formatting and batched writes.
 //!
 //! Every stream opens a span (transport, params, peer) and ends with one line (outcome,
 //! chunks, duration). tracing-subscriber's default field formatter writes each value through
@@ -12,7 +12,9 @@
 //! with a timestamp whose date and time of day are formatted once a second.
 //!
 //! Lines are written in batches ([`Batched`]): one `write` to stderr for many lines, at
-//! least every [`FLUSH_EVERY`], instead of a system call per line.
+//! least every [`FLUSH_EVERY`], instead of a system call per line. The price: a process
+//! killed outright (SIGKILL, abort) loses the `info` lines of its last 100 ms. Warnings and
+//! errors are written at once, and a normal exit (including SIGTERM) writes everything.
 
 use std::{
     cell::{Cell, RefCell},
