@@ -161,6 +161,7 @@ impl Application {
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let streams = self.shared.streams.clone();
         let timeout = self.shared.config.shutdown_timeout();
+        let timeouts = self.shared.config.timeouts();
         let base = format!("http://{}", self.addr);
         tracing::info!("live page:     {base}/");
         tracing::info!("Swagger UI:    {base}/docs");
@@ -176,7 +177,7 @@ impl Application {
             token.cancel();
         };
         tracing::info!(addr = %self.addr, "listening");
-        server::serve(self.listener, routes(self.shared), stop, timeout).await?;
+        server::serve(self.listener, routes(self.shared), stop, timeout, timeouts).await?;
         let tasks = streams.tasks();
         tasks.close();
         if tokio::time::timeout(timeout, tasks.wait()).await.is_err() {

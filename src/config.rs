@@ -1,6 +1,9 @@
 //! Configuration: every option a `--flag` with a `CHUNKSTREAM_*` env twin; defaults live here.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -10,6 +13,10 @@ const DEFAULT_SSE_KEEP_ALIVE_SECS: u64 = 15;
 const DEFAULT_SSE_RETRY_MS: u64 = 1_000;
 const DEFAULT_WS_PING_SECS: u64 = 30;
 const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+const DEFAULT_MAX_STREAMS_PER_CLIENT: usize = 1_000;
+const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+const DEFAULT_STALL_TIMEOUT_SECS: u64 = 60;
 
 /// The command line: serve (the default), or print the OpenAPI document.
 #[derive(Debug, Parser)]
@@ -68,6 +75,39 @@ pub struct Config {
     #[arg(long, env = "CHUNKSTREAM_SHUTDOWN_TIMEOUT_SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_timeout_secs: u64,
+
+    /// Fair share: most streams open at once from one client (an IPv4 address, or an IPv6
+    /// /64), over all transports; past it new streams get 429. 0: no cap.
+    #[arg(long, env = "CHUNKSTREAM_MAX_STREAMS_PER_CLIENT", default_value_t = DEFAULT_MAX_STREAMS_PER_CLIENT)]
+    pub max_streams_per_client: usize,
+
+    /// A reverse proxy (an IP address) whose `X-Forwarded-For`, `X-Forwarded-Host` and
+    /// `X-Forwarded-Proto` are believed; from any other peer they are ignored. Repeat the
+    /// flag, or separate with commas in the env var.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHUNKSTREAM_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Close a connection whose request head is not complete this many seconds after the
+    /// connection opened (or, on a kept-alive connection, after the head's first byte).
+    #[arg(long, env = "CHUNKSTREAM_HEADER_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_timeout_secs: u64,
+
+    /// Close a kept-alive connection on which no new request begins this many seconds after
+    /// the previous response ended.
+    #[arg(long, env = "CHUNKSTREAM_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
+
+    /// End a stream, on any transport, whose client accepts no bytes for this many seconds,
+    /// and close its connection. A client that reads slowly but steadily is never stalled.
+    #[arg(long, env = "CHUNKSTREAM_STALL_TIMEOUT_SECS", default_value_t = DEFAULT_STALL_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stall_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -80,6 +120,11 @@ impl Default for Config {
             ws_ping_secs: DEFAULT_WS_PING_SECS,
             allowed_origins: Vec::new(),
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            max_streams_per_client: DEFAULT_MAX_STREAMS_PER_CLIENT,
+            trusted_proxies: Vec::new(),
+            header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            stall_timeout_secs: DEFAULT_STALL_TIMEOUT_SECS,
         }
     }
 }
@@ -99,6 +144,26 @@ impl Config {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
+
+    /// The deadlines every connection is held to.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            header: Duration::from_secs(self.header_timeout_secs),
+            idle: Duration::from_secs(self.idle_timeout_secs),
+            stall: Duration::from_secs(self.stall_timeout_secs),
+        }
+    }
+}
+
+/// The deadlines against clients that hold a connection without using it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From a connection's start (or a later request's first byte) to a complete request head.
+    pub header: Duration,
+    /// From the end of a response to the start of the next request on the connection.
+    pub idle: Duration,
+    /// Longest time a client may accept no bytes while the server has some to send.
+    pub stall: Duration,
 }
 
 /// A limit of at least one stream.
@@ -147,6 +212,17 @@ mod tests {
         );
         assert_eq!((c.ws_ping_secs, c.shutdown_timeout_secs), (30, 5));
         assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.max_streams_per_client, 1_000);
+        assert!(c.trusted_proxies.is_empty());
+        assert_eq!(
+            (
+                c.header_timeout_secs,
+                c.idle_timeout_secs,
+                c.stall_timeout_secs
+            ),
+            (10, 60, 60)
+        );
+        assert_eq!(c.timeouts(), d.timeouts());
     }
 
     #[test]
@@ -182,6 +258,11 @@ mod tests {
             &["--addr", "nowhere"],
             &["--sse-keep-alive-secs", "0"],
             &["--ws-ping-secs=-1"],
+            &["--trusted-proxy", "nginx.local"],
+            &["--header-timeout-secs", "0"],
+            &["--idle-timeout-secs", "0"],
+            &["--stall-timeout-secs", "soon"],
+            &["--max-streams-per-client=-1"],
         ] {
             let err = parse(args).expect_err("must be refused").to_string();
             let flag = args[0].split('=').next().unwrap_or_default();

@@ -3,12 +3,15 @@
 //! # Layout
 //! - [`generator`]: `Chunk`, `StreamParams` and `chunks()`, the only place chunks are made.
 //! - [`transport`]: each wire format (`text`, `sse`, `ws`) from the chunk stream, nothing more.
-//! - [`streams`]: the open-stream limit, the shutdown token, and the guard that counts a
-//!   stream's outcome however it ends.
+//! - [`streams`]: the open-stream limits (server-wide and per client), the shutdown token,
+//!   and the guard that counts a stream's outcome however it ends.
+//! - [`client`]: who a request comes from, believing forwarded headers only from trusted
+//!   proxies.
 //! - [`metrics`]: the Prometheus series of the contract.
 //! - [`api`]: the poem-openapi service: operations, validation, JSON errors, the spec.
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
-//! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint.
+//! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint, holding every
+//!   connection to its header, idle and stall deadlines.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
 //! - [`logging`]: the log output, with a field formatter cheap enough for a line per stream.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
@@ -17,6 +20,7 @@
 
 pub mod api;
 pub mod app;
+pub mod client;
 pub mod config;
 pub mod generator;
 pub mod logging;

@@ -1,10 +1,15 @@
-//! Open streams: the limit, the shutdown signal, and a guard that accounts for each stream.
+//! Open streams: the limits, the shutdown signal, and a guard that accounts for each stream.
 //!
 //! A transport opens a [`StreamGuard`] before it answers and moves it into whatever drives
 //! the stream (the response body, the WebSocket task). However the stream ends, the guard's
-//! `Drop` releases the limit's permit, updates the metrics once, and logs one line.
+//! `Drop` releases the limits' slots, updates the metrics once, and logs one line.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -13,7 +18,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Span;
 
-use crate::{generator::StreamParams, metrics::Metrics};
+use crate::{client::Share, generator::StreamParams, metrics::Metrics, server::Activity};
 
 /// The wire format a stream is sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,17 +60,20 @@ pub enum Outcome {
     Rejected,
     /// A WebSocket peer broke the protocol (close 1003/1009) or stopped answering pings.
     ProtocolError,
+    /// The client accepted no bytes for the stall timeout.
+    Stalled,
 }
 
 impl Outcome {
     /// Every outcome, in metric-label order.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Completed,
         Outcome::ClientGone,
         Outcome::Shutdown,
         Outcome::Stopped,
         Outcome::Rejected,
         Outcome::ProtocolError,
+        Outcome::Stalled,
     ];
 
     /// The `outcome` label.
@@ -77,52 +85,93 @@ impl Outcome {
             Outcome::Stopped => "stopped",
             Outcome::Rejected => "rejected",
             Outcome::ProtocolError => "protocol_error",
+            Outcome::Stalled => "stalled",
         }
     }
 }
 
-/// The limit on open streams was reached.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("too many open streams (limit {limit}); retry later")]
-pub struct Busy {
-    /// The configured limit.
-    pub limit: usize,
+/// Why a stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The server holds as many streams as it may (503).
+    #[error("too many open streams (limit {limit}, --max-streams); retry later")]
+    Busy {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// This client holds its whole share (429).
+    #[error(
+        "too many open streams from this client (limit {limit}, --max-streams-per-client); \
+         close one or retry later"
+    )]
+    FairShare {
+        /// The configured limit per client.
+        limit: usize,
+    },
 }
 
-/// What every stream shares: the limit, the shutdown token, the task tracker and metrics.
+/// The limits a new stream must fit in.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open streams at once, over all clients.
+    pub streams: usize,
+    /// Open streams at once from one client ([`Share`]); 0: no cap.
+    pub per_client: usize,
+}
+
+/// What every stream shares: the limits, the shutdown token, the task tracker and metrics.
 #[derive(Clone)]
 pub struct Streams {
     permits: Arc<Semaphore>,
-    limit: usize,
+    limits: Limits,
+    shares: Arc<Shares>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     metrics: Metrics,
 }
 
 impl Streams {
-    /// Room for `limit` open streams at once.
-    pub fn new(limit: usize, metrics: Metrics) -> Self {
+    /// Room for the streams `limits` allow.
+    pub fn new(limits: Limits, metrics: Metrics) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(limit)),
-            limit,
+            permits: Arc::new(Semaphore::new(limits.streams)),
+            limits,
+            shares: Arc::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics,
         }
     }
 
-    /// Opens a stream, or refuses it (counted as `rejected`) when the limit is reached.
+    /// Opens a stream for the client `share`, or refuses it (counted as `rejected`) when the
+    /// client's share or the server's limit is taken. `connection` is the connection the
+    /// stream is written to, when it is an HTTP body: if it stalls, the stream counts as
+    /// `stalled`.
     pub fn open(
         &self,
         transport: Transport,
         params: &StreamParams,
+        share: Share,
+        connection: Option<Arc<Activity>>,
         peer: impl fmt::Display,
-    ) -> Result<StreamGuard, Busy> {
+    ) -> Result<StreamGuard, Refusal> {
         let metrics = self.metrics.transport(transport);
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+        let refuse = |refusal: Refusal| {
             metrics.ended(Outcome::Rejected).increment(1);
-            tracing::warn!(transport = transport.as_str(), %peer, "stream rejected: limit reached");
-            return Err(Busy { limit: self.limit });
+            tracing::warn!(transport = transport.as_str(), %peer, %refusal, "stream rejected");
+            refusal
+        };
+        let slot = match self.limits.per_client {
+            0 => None,
+            limit => Some(
+                ShareSlot::take(&self.shares, share, limit)
+                    .ok_or_else(|| refuse(Refusal::FairShare { limit }))?,
+            ),
+        };
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Err(refuse(Refusal::Busy {
+                limit: self.limits.streams,
+            }));
         };
         metrics.open.increment(1.0);
         let span = tracing::info_span!(
@@ -141,8 +190,26 @@ impl Streams {
             sent: 0,
             opened: Instant::now(),
             span,
+            connection,
             _permit: permit,
+            _share: slot,
         })
+    }
+
+    /// What [`Streams::open`] would refuse now for `share`, without opening or counting
+    /// anything (a HEAD request's answer).
+    pub fn check(&self, share: Share) -> Result<(), Refusal> {
+        let limit = self.limits.per_client;
+        let open = self.shares.0.lock().unwrap_or_else(|e| e.into_inner());
+        if limit > 0 && open.get(&share).is_some_and(|&n| n >= limit) {
+            return Err(Refusal::FairShare { limit });
+        }
+        if self.permits.available_permits() == 0 {
+            return Err(Refusal::Busy {
+                limit: self.limits.streams,
+            });
+        }
+        Ok(())
     }
 
     /// Cancelled when the server shuts down: every generator and WebSocket loop watches it.
@@ -161,6 +228,44 @@ impl Streams {
     }
 }
 
+/// Open streams per client, for the fair share. Only clients with open streams have an entry.
+#[derive(Default)]
+struct Shares(Mutex<HashMap<Share, usize>>);
+
+/// One stream's place in its client's share, given back on drop.
+struct ShareSlot {
+    shares: Arc<Shares>,
+    share: Share,
+}
+
+impl ShareSlot {
+    /// A place in `share`, unless it already holds `limit` streams.
+    fn take(shares: &Arc<Shares>, share: Share, limit: usize) -> Option<Self> {
+        let mut open = shares.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(share).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            shares: shares.clone(),
+            share,
+        })
+    }
+}
+
+impl Drop for ShareSlot {
+    fn drop(&mut self) {
+        let mut open = self.shares.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.share) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.share);
+            }
+        }
+    }
+}
+
 /// One open stream. Dropping it ends the stream's accounting exactly once.
 pub struct StreamGuard {
     transport: Transport,
@@ -169,7 +274,9 @@ pub struct StreamGuard {
     sent: u64,
     opened: Instant,
     span: Span,
+    connection: Option<Arc<Activity>>,
     _permit: OwnedSemaphorePermit,
+    _share: Option<ShareSlot>,
 }
 
 impl StreamGuard {
@@ -182,7 +289,8 @@ impl StreamGuard {
             .increment(n);
     }
 
-    /// Says how the stream ended; without it, a dropped guard counts as `client_gone`.
+    /// Says how the stream ended; without it, a dropped guard counts as `stalled` if its
+    /// connection stalled, else as `client_gone`.
     pub fn finish(&mut self, outcome: Outcome) {
         self.outcome.get_or_insert(outcome);
     }
@@ -195,7 +303,12 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let outcome = self.outcome.unwrap_or(Outcome::ClientGone);
+        let stalled = self.connection.as_ref().is_some_and(|c| c.stalled());
+        let outcome = self.outcome.unwrap_or(if stalled {
+            Outcome::Stalled
+        } else {
+            Outcome::ClientGone
+        });
         let metrics = self.metrics.transport(self.transport);
         metrics.open.decrement(1.0);
         metrics.ended(outcome).increment(1);

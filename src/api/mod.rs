@@ -11,9 +11,13 @@ mod sse;
 mod text;
 mod ws;
 
-use std::{fmt, net::SocketAddr, sync::Arc};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
 
-use poem::web::RemoteAddr;
+use poem::{Request, web::RemoteAddr};
 
 use poem_openapi::{
     ApiResponse, Object, OpenApi, OpenApiService, Tags, payload::Json, types::Example,
@@ -21,27 +25,69 @@ use poem_openapi::{
 
 pub use self::payload::{EventChunks, TextChunks};
 use crate::{
+    client::{Client, TrustedProxies},
     config::Config,
     generator::{ParamsError, StreamParams},
-    streams::{Busy, Streams},
+    server::Activity,
+    streams::{Limits, Refusal, StreamGuard, Streams, Transport},
 };
 
 /// What the operations share: the open streams and the configuration.
 #[derive(Clone)]
 pub struct Shared {
-    /// Limit, shutdown token, task tracker and metrics.
+    /// Limits, shutdown token, task tracker and metrics.
     pub streams: Streams,
     /// The server's configuration.
     pub config: Arc<Config>,
+    /// The proxies whose forwarded headers are believed.
+    pub proxies: Arc<TrustedProxies>,
 }
 
 impl Shared {
     /// State for a server with `config`.
     pub fn new(config: Config) -> Self {
+        let limits = Limits {
+            streams: config.max_streams,
+            per_client: config.max_streams_per_client,
+        };
         Self {
-            streams: Streams::new(config.max_streams, Default::default()),
+            streams: Streams::new(limits, Default::default()),
+            proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.iter().copied())),
             config: Arc::new(config),
         }
+    }
+
+    /// The client `req` comes from.
+    pub fn client<'a>(&self, req: &'a Request) -> Client<'a> {
+        let peer = req
+            .remote_addr()
+            .as_socket_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SocketAddr::ip);
+        self.proxies.client(peer, req.headers())
+    }
+
+    /// Opens a `transport` stream for `req`, or refuses it: the client's share or the
+    /// server's limit is taken.
+    pub fn open(
+        &self,
+        transport: Transport,
+        params: &StreamParams,
+        req: &Request,
+    ) -> Result<StreamGuard, StreamError> {
+        // Set by the server for each request: a stream written to its connection's socket
+        // learns from it that the client stalled.
+        let connection = req.extensions().get::<Arc<Activity>>().cloned();
+        let share = self.client(req).share();
+        let peer = Peer(req.remote_addr());
+        Ok(self
+            .streams
+            .open(transport, params, share, connection, peer)?)
+    }
+
+    /// What a GET would get instead of a stream now, for a HEAD request: the same refusal,
+    /// with nothing opened or counted.
+    pub fn refusal(&self, req: &Request) -> Result<(), StreamError> {
+        Ok(self.streams.check(self.client(req).share())?)
     }
 }
 
@@ -112,6 +158,10 @@ pub enum StreamError {
     /// A parameter or header is malformed or out of range; `error` names it.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// This client already holds its share of streams (`--max-streams-per-client`, over all
+    /// transports): close one, or retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooMany(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// Too many streams are open: retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -132,14 +182,15 @@ impl From<ParamsError> for StreamError {
     }
 }
 
-impl From<Busy> for StreamError {
-    fn from(err: Busy) -> Self {
-        Self::Busy(
-            Json(ErrorBody {
-                error: err.to_string(),
-            }),
-            RETRY_AFTER_SECS,
-        )
+impl From<Refusal> for StreamError {
+    fn from(refusal: Refusal) -> Self {
+        let body = Json(ErrorBody {
+            error: refusal.to_string(),
+        });
+        match refusal {
+            Refusal::Busy { .. } => Self::Busy(body, RETRY_AFTER_SECS),
+            Refusal::FairShare { .. } => Self::TooMany(body, RETRY_AFTER_SECS),
+        }
     }
 }
 

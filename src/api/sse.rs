@@ -1,12 +1,12 @@
 //! `GET /stream/sse`: the chunks as Server-Sent Events, resumable with `Last-Event-ID`.
 
-use poem::{Request, web::RemoteAddr};
+use poem::Request;
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::{Header, Query},
 };
 
-use super::{EventChunks, Peer, Shared, StreamError, Tag, default_count, head_only, params};
+use super::{EventChunks, Shared, StreamError, Tag, default_count, head_only, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The SSE transport.
@@ -68,7 +68,6 @@ impl SseApi {
         /// stream resumes at the chunk after it, overriding `start`. Past the end: 204.
         #[oai(name = "Last-Event-ID", validator(pattern = r"^[0-9]{1,20}$"))]
         last_event_id: Header<Option<String>>,
-        peer: &RemoteAddr,
         req: &Request,
     ) -> Result<SseResponse, StreamError> {
         let mut params = params(count.0, interval_ms.0, start.0)?;
@@ -86,10 +85,11 @@ impl SseApi {
             }
         }
         if let Some(body) = head_only(req) {
+            self.0.refusal(req)?;
             return Ok(SseResponse::Ok(EventChunks(body)));
         }
         let shared = &self.0;
-        let guard = shared.streams.open(Transport::Sse, &params, Peer(peer))?;
+        let guard = shared.open(Transport::Sse, &params, req)?;
         let chunks = generator::chunks(params, shared.streams.shutdown_token().clone());
         let body = transport::sse::body(
             chunks,

@@ -1,9 +1,9 @@
 //! `GET /stream`: the chunks as lines of `text/plain`.
 
-use poem::{Request, web::RemoteAddr};
+use poem::Request;
 use poem_openapi::{ApiResponse, OpenApi, param::Query};
 
-use super::{Peer, Shared, StreamError, Tag, TextChunks, default_count, head_only, params};
+use super::{Shared, StreamError, Tag, TextChunks, default_count, head_only, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The text transport.
@@ -38,16 +38,15 @@ impl TextApi {
         /// Index of the first chunk, at most `count` (a resume point).
         #[oai(default, validator(minimum(value = "0")))]
         start: Query<u64>,
-        peer: &RemoteAddr,
         req: &Request,
     ) -> Result<TextResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
         if let Some(body) = head_only(req) {
+            self.0.refusal(req)?;
             return Ok(TextResponse::Ok(TextChunks(body)));
         }
-        let streams = &self.0.streams;
-        let guard = streams.open(Transport::Text, &params, Peer(peer))?;
-        let chunks = generator::chunks(params, streams.shutdown_token().clone());
+        let guard = self.0.open(Transport::Text, &params, req)?;
+        let chunks = generator::chunks(params, self.0.streams.shutdown_token().clone());
         Ok(TextResponse::Ok(TextChunks(transport::text::body(
             chunks, &params, guard,
         ))))

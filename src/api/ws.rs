@@ -8,10 +8,7 @@ use futures_util::StreamExt;
 use poem::{
     IntoResponse, Request, Response,
     http::{HeaderMap, header},
-    web::{
-        RemoteAddr,
-        websocket::{BoxWebSocketUpgraded, WebSocket},
-    },
+    web::websocket::{BoxWebSocketUpgraded, WebSocket},
 };
 use poem_openapi::{
     ApiResponse, OpenApi,
@@ -22,7 +19,7 @@ use poem_openapi::{
 };
 use tracing::Instrument;
 
-use super::{ChunkSchema, ErrorBody, Peer, Shared, StreamError, Tag, default_count, params};
+use super::{ChunkSchema, ErrorBody, Shared, StreamError, Tag, default_count, params};
 use crate::{generator, streams::Transport, transport};
 
 /// The WebSocket transport.
@@ -87,6 +84,10 @@ pub enum WsRefused {
     /// hijacking). Clients that send no `Origin` are not browsers and are let in.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// This client already holds its share of streams (`--max-streams-per-client`, over all
+    /// transports): close one, or retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooMany(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// Too many streams are open: retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
@@ -96,6 +97,7 @@ impl From<StreamError> for WsRefused {
     fn from(err: StreamError) -> Self {
         match err {
             StreamError::BadRequest(body) => Self::BadRequest(body),
+            StreamError::TooMany(body, retry_after) => Self::TooMany(body, retry_after),
             StreamError::Busy(body, retry_after) => Self::Busy(body, retry_after),
         }
     }
@@ -142,15 +144,19 @@ impl WsApi {
         start: Query<u64>,
         ws: WebSocket,
         req: &Request,
-        peer: &RemoteAddr,
     ) -> Result<WsUpgrade, WsRefused> {
         let params = params(count.0, interval_ms.0, start.0)?;
-        check_origin(req.headers(), &self.0.config.allowed_origins)
+        let client = self.0.client(req);
+        let forwarded = Forwarded {
+            host: client.forwarded("x-forwarded-host"),
+            proto: client.forwarded("x-forwarded-proto"),
+        };
+        check_origin(req.headers(), forwarded, &self.0.config.allowed_origins)
             .map_err(|error| WsRefused::Forbidden(Json(ErrorBody { error })))?;
         let streams = self.0.streams.clone();
-        let guard = streams
-            .open(Transport::Ws, &params, Peer(peer))
-            .map_err(StreamError::from)?;
+        // The socket's deadlines end a stalled WebSocket through its write errors, which the
+        // loop counts itself: the guard needs no link to the connection.
+        let guard = self.0.open(Transport::Ws, &params, req)?;
         let span = guard.span().clone();
         let options = transport::ws::Options {
             ping: self.0.config.ws_ping(),
@@ -172,28 +178,30 @@ impl WsApi {
     }
 }
 
+/// What a trusted reverse proxy says the browser saw (`X-Forwarded-Host`,
+/// `X-Forwarded-Proto`); empty when the request did not come through one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Forwarded<'a> {
+    host: Option<&'a str>,
+    proto: Option<&'a str>,
+}
+
 /// Refuses a browser upgrade from a foreign site; the error says which origin and why.
 ///
-/// The server's own origin is the request's scheme and `Host`; behind a reverse proxy,
-/// `X-Forwarded-Proto` and `X-Forwarded-Host` say what the browser saw. Trusting those is
-/// safe here: the attack this stops is a page in a victim's browser, and a page cannot set
-/// headers on a WebSocket upgrade (a non-browser client can forge `Origin` anyway).
-fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+/// The server's own origin is the request's scheme and `Host`; behind a trusted reverse
+/// proxy, its `X-Forwarded-Proto` and `X-Forwarded-Host` say what the browser saw.
+fn check_origin(
+    headers: &HeaderMap,
+    forwarded: Forwarded<'_>,
+    allowed: &[String],
+) -> Result<(), String> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
     let origin = origin.to_str().map(normalise).unwrap_or_default();
-    let first = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded_host = first("x-forwarded-host").or(host);
-    let forwarded_proto = first("x-forwarded-proto").unwrap_or("http");
+    let forwarded_host = forwarded.host.or(host);
+    let forwarded_proto = forwarded.proto.unwrap_or("http");
     let own = [
         host.map(|host| normalise(&format!("http://{host}"))),
         forwarded_host.map(|host| normalise(&format!("{forwarded_proto}://{host}"))),
@@ -332,11 +340,31 @@ mod tests {
             ("no host", &[("origin", "http://localhost:3000")], false),
         ];
         for (case, pairs, ok) in cases {
-            let result = check_origin(&headers(pairs), &allowed);
+            // As if every request came through a trusted proxy: its forwarded headers count.
+            let headers = headers(pairs);
+            let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            let forwarded = Forwarded {
+                host: value("x-forwarded-host"),
+                proto: value("x-forwarded-proto"),
+            };
+            let result = check_origin(&headers, forwarded, &allowed);
             assert_eq!(result.is_ok(), *ok, "{case}: {result:?}");
             if let Err(error) = result {
                 assert!(error.contains("`Origin`"), "{case}: {error}");
             }
         }
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_through_a_trusted_proxy() {
+        let headers = headers(&[
+            ("host", "10.0.0.5:3000"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "stream.example.com"),
+            ("origin", "https://stream.example.com"),
+        ]);
+        // From an untrusted peer the api passes no forwarded values.
+        let result = check_origin(&headers, Forwarded::default(), &[]);
+        assert!(result.is_err(), "{result:?}");
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     generator::{Chunk, ChunkRange, ChunkWriter, StreamParams},
+    server::Expired,
     streams::{Outcome, StreamGuard},
 };
 
@@ -47,19 +48,26 @@ pub fn config() -> WebSocketConfig {
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A peer silent this long is pinged; one that stays silent until the next tick is
-    /// dropped. A write blocked for twice this long (a peer that reads nothing) is dropped too.
+    /// dropped. (A peer that reads nothing is ended by its socket's stall deadline, as on
+    /// every transport: the write fails with [`Expired::Stall`].)
     pub ping: Duration,
     /// Cancelled when the server shuts down: the stream closes with 1001 at once.
     pub shutdown: CancellationToken,
 }
 
-/// A read error of the socket, as far as the stream is concerned.
-pub trait ReadError: fmt::Display {
+/// An error of the socket, as far as the stream is concerned.
+pub trait SocketError: fmt::Display {
     /// The peer sent a frame or a message over [`MAX_INCOMING`].
     fn is_too_big(&self) -> bool;
+    /// The peer accepted no bytes for the stall timeout.
+    fn is_stall(&self) -> bool;
 }
 
-impl ReadError for io::Error {
+impl SocketError for io::Error {
+    fn is_stall(&self) -> bool {
+        Expired::of(self) == Some(Expired::Stall)
+    }
+
     fn is_too_big(&self) -> bool {
         // poem turns tungstenite's `Error::Capacity` into `io::Error::other(err.to_string())`,
         // so its text is all that is left of it. A unit test pins the text to tungstenite's.
@@ -93,8 +101,10 @@ enum Ending {
     ClientClosed,
     /// The connection failed or hit EOF.
     ClientGone,
-    /// The peer stopped answering pings, or stopped reading.
+    /// The peer stopped answering pings.
     Unresponsive,
+    /// The peer accepted no bytes for the stall timeout.
+    Stalled,
 }
 
 impl Ending {
@@ -105,6 +115,7 @@ impl Ending {
             Ending::Shutdown => Outcome::Shutdown,
             Ending::Binary | Ending::TooBig | Ending::Unresponsive => Outcome::ProtocolError,
             Ending::ClientClosed | Ending::ClientGone => Outcome::ClientGone,
+            Ending::Stalled => Outcome::Stalled,
         }
     }
 
@@ -119,7 +130,9 @@ impl Ending {
                 CloseCode::Size,
                 "frames and messages are limited to 4096 bytes",
             ),
-            Ending::ClientClosed | Ending::ClientGone | Ending::Unresponsive => return None,
+            Ending::ClientClosed | Ending::ClientGone | Ending::Unresponsive | Ending::Stalled => {
+                return None;
+            }
         };
         Some(Message::close_with(code, reason))
     }
@@ -128,7 +141,7 @@ impl Ending {
     fn can_read(self) -> bool {
         !matches!(
             self,
-            Ending::TooBig | Ending::ClientGone | Ending::Unresponsive
+            Ending::TooBig | Ending::ClientGone | Ending::Unresponsive | Ending::Stalled
         )
     }
 }
@@ -148,15 +161,14 @@ pub async fn run<Si, St, E>(
 ) -> Outcome
 where
     Si: Sink<Message> + Unpin,
-    Si::Error: fmt::Display,
+    Si::Error: SocketError,
     St: Stream<Item = Result<Message, E>> + Unpin,
-    E: ReadError,
+    E: SocketError,
 {
     let mut conn = Conn {
         sink,
         incoming,
         shutdown: options.shutdown,
-        stall: options.ping.saturating_mul(2),
         dirty: false,
     };
     // One message per chunk: the generator's ranges are taken apart here.
@@ -174,8 +186,6 @@ struct Conn<Si, St> {
     sink: Si,
     incoming: St,
     shutdown: CancellationToken,
-    /// A write blocked this long means the peer reads nothing: it is dropped.
-    stall: Duration,
     /// Frames were fed but not flushed.
     dirty: bool,
 }
@@ -183,9 +193,9 @@ struct Conn<Si, St> {
 impl<Si, St, E> Conn<Si, St>
 where
     Si: Sink<Message> + Unpin,
-    Si::Error: fmt::Display,
+    Si::Error: SocketError,
     St: Stream<Item = Result<Message, E>> + Unpin,
-    E: ReadError,
+    E: SocketError,
 {
     /// The stream proper: returns why it ended.
     async fn stream(
@@ -304,13 +314,13 @@ where
     async fn feed(&mut self, message: Message) -> Result<(), Ending> {
         self.dirty = true;
         let op = self.sink.feed(message);
-        guarded(op, &self.shutdown, self.stall).await
+        guarded(op, &self.shutdown).await
     }
 
     /// Sends `message` and flushes everything queued before it.
     async fn send(&mut self, message: Message) -> Result<(), Ending> {
         let op = self.sink.send(message);
-        guarded(op, &self.shutdown, self.stall).await?;
+        guarded(op, &self.shutdown).await?;
         self.dirty = false;
         Ok(())
     }
@@ -318,7 +328,7 @@ where
     /// Flushes queued frames (and tungstenite's queued pongs).
     async fn flush(&mut self) -> Result<(), Ending> {
         let op = self.sink.flush();
-        guarded(op, &self.shutdown, self.stall).await?;
+        guarded(op, &self.shutdown).await?;
         self.dirty = false;
         Ok(())
     }
@@ -343,29 +353,27 @@ where
     }
 }
 
-/// Runs a write, giving up when the server shuts down or the peer reads nothing for `stall`.
-async fn guarded<F, Er>(op: F, shutdown: &CancellationToken, stall: Duration) -> Result<(), Ending>
+/// Runs a write, giving up when the server shuts down.
+async fn guarded<F, Er>(op: F, shutdown: &CancellationToken) -> Result<(), Ending>
 where
     F: Future<Output = Result<(), Er>>,
-    Er: fmt::Display,
+    Er: SocketError,
 {
     let mut op = pin!(op);
     let result = match op.as_mut().now_or_never() {
-        // The usual case, a write with room in the buffers: no timer needed.
+        // The usual case, a write with room in the buffers: nothing to wait for.
         Some(result) => result,
         None => tokio::select! {
             biased;
             () = shutdown.cancelled() => return Err(Ending::Shutdown),
-            result = time::timeout(stall, op) => match result {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::debug!("websocket peer stopped reading");
-                    return Err(Ending::Unresponsive);
-                }
-            },
+            result = op => result,
         },
     };
     result.map_err(|err| {
+        if err.is_stall() {
+            tracing::debug!("websocket peer stopped reading");
+            return Ending::Stalled;
+        }
         tracing::debug!(%err, "websocket write failed");
         Ending::ClientGone
     })
@@ -390,9 +398,10 @@ mod tests {
 
     use super::*;
     use crate::{
+        client::Share,
         generator::{self, StreamParams},
         metrics::Metrics,
-        streams::{Streams, Transport},
+        streams::{Limits, Streams, Transport},
     };
 
     /// What the loop did to its sink.
@@ -402,20 +411,33 @@ mod tests {
         Flush,
     }
 
-    /// A sink that reports every frame and flush; with `blocked`, it never has room.
+    /// What the test's socket does with writes.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Peer {
+        /// Takes everything.
+        Reading,
+        /// Never has room.
+        Blocked,
+        /// Has no room, and its stall deadline has passed (what the server's socket reports).
+        Stalled,
+    }
+
+    /// A sink that reports every frame and flush, unless its peer reads nothing.
     struct Recorder {
         events: UnboundedSender<Event>,
-        blocked: bool,
+        peer: Peer,
     }
 
     impl Sink<Message> for Recorder {
         type Error = io::Error;
 
         fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            if self.blocked {
-                Poll::Pending
-            } else {
-                Poll::Ready(Ok(()))
+            match self.peer {
+                Peer::Reading => Poll::Ready(Ok(())),
+                Peer::Blocked => Poll::Pending,
+                Peer::Stalled => {
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, Expired::Stall)))
+                }
             }
         }
 
@@ -446,11 +468,16 @@ mod tests {
     /// The heartbeat period of most tests.
     const PING: Duration = Duration::from_secs(10);
 
-    fn start(count: u64, interval_ms: u64, blocked: bool) -> Harness {
+    fn start(count: u64, interval_ms: u64, peer: Peer) -> Harness {
         let params = StreamParams::new(count, interval_ms, 0).expect("valid test params");
-        let streams = Streams::new(10, Metrics::new());
+        let limits = Limits {
+            streams: 10,
+            per_client: 10,
+        };
+        let streams = Streams::new(limits, Metrics::new());
+        let share = Share::of([127, 0, 0, 1].into());
         let guard = streams
-            .open(Transport::Ws, &params, "test")
+            .open(Transport::Ws, &params, share, None, "test")
             .expect("room for a stream");
         let shutdown = CancellationToken::new();
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -458,7 +485,7 @@ mod tests {
         let incoming = futures_util::stream::poll_fn(move |cx| from_client.poll_recv(cx));
         let sink = Recorder {
             events: events_tx,
-            blocked,
+            peer,
         };
         let chunks = generator::chunks(params, shutdown.clone());
         let options = Options {
@@ -523,7 +550,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ready_chunks_are_fed_without_flushes_then_closed_with_done() {
-        let mut h = start(3, 0, false);
+        let mut h = start(3, 0, Peer::Reading);
         let expected = vec![
             chunk_frame(0),
             chunk_frame(1),
@@ -545,7 +572,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_paced_chunk_is_flushed_at_once() {
-        let mut h = start(3, 1000, false);
+        let mut h = start(3, 1000, Peer::Reading);
         assert_eq!(h.next().await, chunk_frame(0));
         assert_eq!(h.next().await, Event::Flush);
         let before = Instant::now();
@@ -561,7 +588,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn pause_stops_polling_the_generator_and_resume_continues() {
-        let mut h = start(100_000, 100, false);
+        let mut h = start(100_000, 100, Peer::Reading);
         assert_eq!(h.next().await, chunk_frame(0));
         assert_eq!(h.next().await, Event::Flush);
         h.control("pause");
@@ -584,7 +611,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bad_control_messages_get_an_error_frame_and_the_stream_goes_on() {
-        let mut h = start(100, 1000, false);
+        let mut h = start(100, 1000, Peer::Reading);
         assert_eq!(h.next().await, chunk_frame(0));
         assert_eq!(h.next().await, Event::Flush);
         for bad in [
@@ -633,7 +660,7 @@ mod tests {
             ),
         ];
         for (input, expected) in cases {
-            let mut h = start(100, 1000, false);
+            let mut h = start(100, 1000, Peer::Reading);
             assert_eq!(h.next().await, chunk_frame(0));
             assert_eq!(h.next().await, Event::Flush);
             h.client.send(input).expect("the loop is reading");
@@ -645,7 +672,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_ping_gets_its_pong_flushed_at_once() {
-        let mut h = start(100, 60_000, false);
+        let mut h = start(100, 60_000, Peer::Reading);
         assert_eq!(h.next().await, chunk_frame(0));
         assert_eq!(h.next().await, Event::Flush);
         // tungstenite queues the pong itself; the loop flushes it.
@@ -659,7 +686,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_peer_is_pinged_then_dropped() {
         let t0 = Instant::now();
-        let mut h = start(100, 60_000, false);
+        let mut h = start(100, 60_000, Peer::Reading);
         assert_eq!(h.next().await, chunk_frame(0));
         assert_eq!(h.next().await, Event::Flush);
         // Heard at 5 s: the tick at 10 s leaves it alone, the one at 20 s pings it...
@@ -676,7 +703,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_answers_pings_is_kept() {
-        let mut h = start(100, 60_000, false);
+        let mut h = start(100, 60_000, Peer::Reading);
         assert_eq!(h.next().await, chunk_frame(0));
         assert_eq!(h.next().await, Event::Flush);
         let mut pings = 0;
@@ -701,16 +728,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_peer_that_reads_nothing_is_dropped() {
+    async fn a_peer_whose_socket_stalls_is_counted_stalled_and_dropped_at_once() {
         let t0 = Instant::now();
-        let h = start(100, 0, true);
-        assert_eq!(h.outcome().await, Outcome::ProtocolError);
-        assert_eq!(t0.elapsed(), PING * 2);
+        let mut h = start(100, 0, Peer::Stalled);
+        assert_eq!(
+            h.rest().await,
+            [],
+            "no close frame for a peer that reads nothing"
+        );
+        assert_eq!(h.outcome().await, Outcome::Stalled);
+        assert_eq!(t0.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_a_blocked_write_at_once() {
-        let h = start(100, 0, true);
+        let h = start(100, 0, Peer::Blocked);
         time::sleep(Duration::from_secs(1)).await;
         h.shutdown.cancel();
         let t0 = Instant::now();
@@ -721,7 +753,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_leaves_ends_the_stream_at_once() {
-        let mut h = start(100, 1000, false);
+        let mut h = start(100, 1000, Peer::Reading);
         assert_eq!(h.next().await, chunk_frame(0));
         let t0 = Instant::now();
         h.hang_up();

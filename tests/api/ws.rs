@@ -357,7 +357,12 @@ async fn bad_parameters_are_a_json_400_before_the_upgrade() {
 
 #[tokio::test]
 async fn origin_is_checked_against_cross_site_hijacking() {
-    let app = spawn_app_with(|c| c.allowed_origins = vec!["https://app.example.com".into()]).await;
+    // The test client connects from 127.0.0.1: here, a trusted proxy.
+    let app = spawn_app_with(|c| {
+        c.allowed_origins = vec!["https://app.example.com".into()];
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
     let same = format!("http://{}", app.addr);
     // (case, request headers, upgraded?)
     type Case<'a> = (&'a str, Vec<(&'static str, &'a str)>, bool);
@@ -403,6 +408,21 @@ async fn origin_is_checked_against_cross_site_hijacking() {
     let error = body["error"].as_str().expect("an error");
     assert!(error.contains("`Origin`") && error.contains("https://evil.example"));
     assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 0.0);
+}
+
+#[tokio::test]
+async fn forwarded_host_and_proto_from_an_untrusted_peer_are_ignored() {
+    // No trusted proxy: a client cannot make a foreign origin its own by forging headers.
+    let app = spawn_app().await;
+    let forged = [
+        ("Origin", "https://stream.example.com"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "stream.example.com"),
+    ];
+    match connect_with(&app, "?count=2", &forged).await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status(), 403),
+        result => panic!("a forged forward was believed: {result:?}"),
+    }
 }
 
 #[tokio::test]

@@ -3,12 +3,30 @@
 //! Why not `poem::Server`: measured here, it never notices a client that closes its
 //! connection while a streaming body is idle (a paced stream stays open, its generator
 //! alive, until the next write fails), whereas hyper's HTTP/1 connection does. Owning the
-//! loop also lets us set `TCP_NODELAY` (paced chunks never wait on Nagle), back off when out
-//! of file descriptors instead of spinning, and end connections gracefully on shutdown.
+//! loop also lets us set `TCP_NODELAY` (paced chunks never wait on Nagle), hold every
+//! connection to its deadlines ([`deadlines`]), bound what hyper buffers for a client that
+//! reads nothing, back off when out of file descriptors instead of spinning, and end
+//! connections gracefully on shutdown.
 
-use std::{convert::Infallible, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+mod deadlines;
 
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use hyper::{
+    StatusCode,
+    body::{Body, Frame, Incoming, SizeHint},
+    server::conn::http1,
+    service::service_fn,
+};
 use hyper_util::rt::TokioIo;
 use poem::{
     Addr, Endpoint, EndpointExt, IntoEndpoint, Request,
@@ -18,16 +36,29 @@ use poem::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+use self::deadlines::Deadlines;
+pub use self::deadlines::{Activity, Expired};
+use crate::config::Timeouts;
+
 /// How long to pause accepting after an error such as "too many open files".
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The most a connection buffers in hyper: the request head it reads, and the response bytes
+/// queued for a client that is not reading (hyper polls the body for more only below it).
+/// hyper's default is about 400 KiB; with one of the transports' frames on top, a stalled
+/// stream would hold ~0.5 MiB (BENCHMARKS.md, "Stalled clients"). It also caps a request
+/// head: a larger one gets 431.
+const MAX_BUF_SIZE: usize = 16 * 1024;
+
 /// Serves `ep` on `listener` until `signal` completes; then stops accepting, lets every
-/// connection finish its current response, and waits for them at most `timeout`.
+/// connection finish its current response, and waits for them at most `timeout`. Every
+/// connection is held to `timeouts`.
 pub async fn serve(
     listener: TcpListener,
     ep: impl IntoEndpoint<Endpoint: 'static>,
     signal: impl Future<Output = ()>,
     timeout: Duration,
+    timeouts: Timeouts,
 ) -> io::Result<()> {
     let ep = Arc::new(ep.into_endpoint().map_to_response());
     let local = listener.local_addr()?;
@@ -41,7 +72,8 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                connections.spawn(connection(stream, local, peer, ep.clone(), stop.clone()));
+                let conn = connection(stream, local, peer, ep.clone(), stop.clone(), timeouts);
+                connections.spawn(conn);
             }
             Err(err) if is_transient(&err) => {}
             Err(err) => {
@@ -77,13 +109,15 @@ fn is_transient(err: &io::Error) -> bool {
     )
 }
 
-/// Serves one connection (with WebSocket upgrades) until it ends or shutdown asks it to.
+/// Serves one connection (with WebSocket upgrades) until it ends, a deadline passes, or
+/// shutdown asks it to.
 async fn connection<E>(
     stream: TcpStream,
     local: SocketAddr,
     peer: SocketAddr,
     ep: Arc<E>,
     stop: CancellationToken,
+    timeouts: Timeouts,
 ) where
     E: Endpoint<Output = poem::Response> + 'static,
 {
@@ -91,9 +125,15 @@ async fn connection<E>(
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
     }
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
+    let activity = Arc::new(Activity::default());
+    let io = Deadlines::new(stream, activity.clone(), timeouts);
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
         let ep = ep.clone();
+        let activity = activity.clone();
         async move {
+            activity.request_began();
+            // A stream's guard reads it to tell a stalled client from one that left.
+            req.extensions_mut().insert(activity.clone());
             let req = Request::from((
                 req,
                 LocalAddr(Addr::SocketAddr(local)),
@@ -104,12 +144,20 @@ async fn connection<E>(
             // whole life, sized for that future, and poem's endpoint future is ~5.8 KiB (DHAT).
             // Boxed here, it lives only until the response head is ready, and an idle
             // streaming connection keeps a few bytes instead.
-            let resp = Box::pin(ep.get_response(req)).await;
-            Ok::<_, Infallible>(hyper::Response::from(resp))
+            let resp = hyper::Response::from(Box::pin(ep.get_response(req)).await);
+            let activity = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // The connection is the WebSocket's now; its body is the empty 101's.
+                activity.upgraded();
+                None
+            } else {
+                Some(activity)
+            };
+            Ok::<_, Infallible>(resp.map(|body| Watched { body, activity }))
         }
     });
     let conn = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
+        .max_buf_size(MAX_BUF_SIZE)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
@@ -122,5 +170,40 @@ async fn connection<E>(
     };
     if let Err(err) = result {
         tracing::debug!(%err, %peer, "connection ended with an error");
+    }
+}
+
+/// A response body that tells the connection's deadlines when the response has ended.
+struct Watched<B> {
+    body: B,
+    activity: Option<Arc<Activity>>,
+}
+
+impl<B: Body + Unpin> Body for Watched<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B> Drop for Watched<B> {
+    /// hyper drops a body once it is written, or when the connection ends.
+    fn drop(&mut self) {
+        if let Some(activity) = &self.activity {
+            activity.response_ended();
+        }
     }
 }

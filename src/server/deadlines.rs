@@ -1,0 +1,284 @@
+//! The deadlines a connection is held to, enforced where they can be seen: at its socket.
+//!
+//! [`Deadlines`] wraps a connection's socket. The service tells it, through the shared
+//! [`Activity`], when a request begins and when its response has ended; the socket sees
+//! every byte read and written. Together they apply three rules ([`Timeouts`]):
+//!
+//! - **header**: a request head must be complete within the header timeout of the
+//!   connection's start, or, on a kept-alive connection, of the head's first byte;
+//! - **idle**: between a response's end and the next request's first byte, at most the
+//!   idle timeout;
+//! - **stall**: while the server has bytes to send, the client must accept some within the
+//!   stall timeout. Progress of any size resets it, so a slow steady reader never stalls.
+//!
+//! A deadline that passes fails the socket's read or write with an error, and hyper closes
+//! the connection (dropping a streaming body, whose guard then counts the stream). The stall
+//! rule has to live here: hyper polls a response body only when the socket can take more
+//! bytes, so a body never learns that its client stopped reading. One timer serves all three
+//! rules, armed only while a deadline applies: an open stream whose client keeps reading has
+//! none.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep, sleep_until},
+};
+
+use crate::config::Timeouts;
+
+/// What a connection is doing, as its deadlines see it: a phase, and a count of changes so
+/// that the socket notices a change even when the phase reads the same as before.
+const PHASE_BITS: u32 = 2;
+/// Waiting for a request head (the connection's first, or after the next one's first byte).
+const HEAD: u32 = 0;
+/// A request is being served: only the stall rule applies.
+const BUSY: u32 = 1;
+/// A response has ended; no new request has begun.
+const IDLE: u32 = 2;
+/// The connection is a WebSocket now: only the stall rule applies.
+const UPGRADED: u32 = 3;
+
+/// What the service tells a connection's socket, and what the socket tells the streams.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// `changes << PHASE_BITS | phase`.
+    state: AtomicU32,
+    stalled: AtomicBool,
+}
+
+impl Activity {
+    /// A request's head is complete and the service is answering it.
+    pub fn request_began(&self) {
+        self.set(BUSY);
+    }
+
+    /// The response has been written (or dropped): the connection waits for the next request.
+    pub fn response_ended(&self) {
+        self.set(IDLE);
+    }
+
+    /// The connection was handed to a WebSocket.
+    pub fn upgraded(&self) {
+        self.set(UPGRADED);
+    }
+
+    /// Whether the connection was closed because its client stopped accepting bytes.
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, phase: u32) {
+        let changes = (self.state.load(Ordering::Relaxed) >> PHASE_BITS).wrapping_add(1);
+        self.state
+            .store(changes << PHASE_BITS | phase, Ordering::Relaxed);
+    }
+
+    fn state(&self) -> u32 {
+        self.state.load(Ordering::Relaxed)
+    }
+}
+
+/// The phase of an activity state.
+fn phase(state: u32) -> u32 {
+    state & ((1 << PHASE_BITS) - 1)
+}
+
+/// Why a connection was closed by one of its deadlines: the error its socket returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Expired {
+    /// The request head was not complete in time.
+    #[error("request head not complete within the header timeout")]
+    Header,
+    /// No new request began in time.
+    #[error("kept-alive connection idle past the idle timeout")]
+    Idle,
+    /// The client accepted no bytes in time.
+    #[error("client accepted no bytes within the stall timeout")]
+    Stall,
+}
+
+impl Expired {
+    /// The deadline behind `err`, if it is one of ours (as a WebSocket's write error is).
+    pub fn of(err: &io::Error) -> Option<Expired> {
+        err.get_ref()?.downcast_ref::<Expired>().copied()
+    }
+}
+
+/// A socket held to the connection's deadlines.
+pub struct Deadlines<T> {
+    io: T,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    /// The activity state the read deadline was worked out for.
+    seen: u32,
+    /// When the header or idle deadline passes, if one applies now.
+    read_by: Option<Instant>,
+    /// When the stall deadline passes, if a write is waiting for the client.
+    write_by: Option<Instant>,
+    /// One timer for whichever deadline comes first; only while one applies.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> Deadlines<T> {
+    /// `io`, from the moment its connection opened.
+    pub fn new(io: T, activity: Arc<Activity>, timeouts: Timeouts) -> Self {
+        Self {
+            io,
+            seen: activity.state(),
+            activity,
+            read_by: Some(Instant::now() + timeouts.header),
+            timeouts,
+            write_by: None,
+            timer: None,
+        }
+    }
+
+    /// Follows the service's news: which read deadline applies now.
+    fn follow_activity(&mut self) {
+        let state = self.activity.state();
+        if state == self.seen {
+            return;
+        }
+        self.seen = state;
+        self.read_by = match phase(state) {
+            IDLE => Some(Instant::now() + self.timeouts.idle),
+            HEAD => Some(Instant::now() + self.timeouts.header),
+            _ => None,
+        };
+    }
+
+    /// The socket would wait: arms the timer for the first deadline that applies, and fails
+    /// once it has passed.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.follow_activity();
+        let first = match (self.read_by, self.write_by) {
+            (Some(read), Some(write)) => read.min(write),
+            (Some(at), None) | (None, Some(at)) => at,
+            (None, None) => {
+                self.timer = None;
+                return Ok(());
+            }
+        };
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != first {
+                    timer.as_mut().reset(first);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(sleep_until(first))),
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return Ok(());
+        }
+        let expired = if self.write_by.is_some_and(|at| at <= first) {
+            self.activity.stalled.store(true, Ordering::Relaxed);
+            Expired::Stall
+        } else if phase(self.seen) == IDLE {
+            Expired::Idle
+        } else {
+            Expired::Header
+        };
+        Err(io::Error::new(io::ErrorKind::TimedOut, expired))
+    }
+
+    /// A write is waiting for the client: the stall clock runs from the first such moment.
+    fn write_waits(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.write_by.is_none() {
+            self.write_by = Some(Instant::now() + self.timeouts.stall);
+        }
+        self.check(cx)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Pending => {
+                self.check(cx)?;
+                Poll::Pending
+            }
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.follow_activity();
+                    if phase(self.seen) == IDLE {
+                        // The first byte of the next request: its head is due in time.
+                        self.activity.set(HEAD);
+                        self.follow_activity();
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            ready => ready,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlines<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(cx, written)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(cx, written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl<T> Deadlines<T> {
+    /// Notes a write's result: progress stops the stall clock, waiting runs it.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Pending => {
+                self.write_waits(cx)?;
+                Poll::Pending
+            }
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.write_by = None;
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+        }
+    }
+}
