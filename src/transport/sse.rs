@@ -1,4 +1,13 @@
 //! `text/event-stream`: a `retry:` hint, one `chunk` event per chunk, an `end` event.
+//!
+//! The bytes are valid for every field order and block shape the WHATWG spec allows; the
+//! shapes chosen here are the ones that common parsers which stray from it also read right:
+//! - `retry:` opens the first event's block instead of a block of its own, and a
+//!   keep-alive comment is not followed by a blank line: some parsers (httpx-sse,
+//!   @microsoft/fetch-event-source) dispatch an empty message for every block without data.
+//! - `id:` is the last line of each event: some parsers record the id when they read the
+//!   line, not when the event is dispatched, so a connection cut inside an event would make
+//!   them resume after an event they never received. Last, the window is the final line feed.
 
 use std::time::Duration;
 
@@ -21,16 +30,17 @@ pub struct SseEvents {
 
 impl Encoder for SseEvents {
     fn head(&mut self, out: &mut BytesMut) {
+        // No blank line: the first event's lines complete this block.
         out.put_slice(b"retry: ");
         out.put_slice(itoa::Buffer::new().format(self.retry_ms).as_bytes());
-        out.put_slice(b"\n\n");
+        out.put_slice(b"\n");
     }
 
     fn chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
-        out.put_slice(b"id: ");
-        self.writer.index(chunk, out);
-        out.put_slice(b"\nevent: chunk\ndata: ");
+        out.put_slice(b"event: chunk\ndata: ");
         self.writer.json(chunk, out);
+        out.put_slice(b"\nid: ");
+        self.writer.index(chunk, out);
         out.put_slice(b"\n\n");
     }
 
@@ -41,7 +51,8 @@ impl Encoder for SseEvents {
     }
 
     fn keep_alive(&mut self, out: &mut BytesMut) {
-        out.put_slice(b": keep-alive\n\n");
+        // A comment line alone: it keeps the connection busy and joins the next event's block.
+        out.put_slice(b": keep-alive\n");
     }
 }
 

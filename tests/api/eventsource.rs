@@ -1,6 +1,11 @@
 //! An SSE client that parses as the WHATWG spec says (`EventSource`'s algorithm): lines
 //! end in CRLF, LF or CR; `data` lines accumulate; `id` persists across events; an event
 //! is dispatched on a blank line; comments are ignored (here: recorded, to test keep-alive).
+//!
+//! [`Parser::lenient`] parses as two common clients stray from the spec (httpx-sse, and
+//! @microsoft/fetch-event-source, which many LLM front ends use): every blank line
+//! dispatches a `message`, even for a block without data, and the id to resume from is
+//! taken when its line is read, not when its event is dispatched.
 
 use std::time::{Duration, Instant};
 
@@ -36,12 +41,30 @@ pub struct Parser {
     buf: Vec<u8>,
     data: String,
     event: String,
+    /// The id of the last `id:` line read.
+    id_buffer: String,
+    /// The id a reconnecting client sends back.
     last_event_id: String,
     /// True after a CR, so that a following LF is not a second line end.
     after_cr: bool,
+    /// Parse as httpx-sse and fetch-event-source do (see the module).
+    lenient: bool,
 }
 
 impl Parser {
+    /// A parser with the two clients' deviations from the spec.
+    pub fn lenient() -> Self {
+        Self {
+            lenient: true,
+            ..Self::default()
+        }
+    }
+
+    /// The id a client would send as `Last-Event-ID` if the connection were cut now.
+    pub fn resume_id(&self) -> &str {
+        &self.last_event_id
+    }
+
     /// Feeds bytes; returns what became complete.
     pub fn feed(&mut self, bytes: &[u8], at: Duration) -> Vec<Item> {
         let mut out = Vec::new();
@@ -67,7 +90,8 @@ impl Parser {
 
     fn line(&mut self, line: &str, at: Duration, out: &mut Vec<Item>) {
         if line.is_empty() {
-            if !self.data.is_empty() {
+            self.last_event_id = self.id_buffer.clone();
+            if !self.data.is_empty() || self.lenient {
                 self.data.pop(); // the trailing LF
                 out.push(Item::Event(Event {
                     event: if self.event.is_empty() {
@@ -98,7 +122,12 @@ impl Parser {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" if !value.contains('\0') => self.last_event_id = value.to_owned(),
+            "id" if !value.contains('\0') => {
+                self.id_buffer = value.to_owned();
+                if self.lenient {
+                    self.last_event_id = value.to_owned();
+                }
+            }
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 out.push(Item::Retry(value.parse().expect("digits")));
             }
@@ -118,7 +147,21 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Debug,
 {
-    let mut parser = Parser::default();
+    read_with(Parser::default(), body, opened, &mut stop).await
+}
+
+/// [`read_until`] with `parser`.
+pub async fn read_with<S, B, E>(
+    mut parser: Parser,
+    body: S,
+    opened: Instant,
+    mut stop: impl FnMut(&[Item]) -> bool,
+) -> Vec<Item>
+where
+    S: Stream<Item = Result<B, E>>,
+    B: AsRef<[u8]>,
+    E: std::fmt::Debug,
+{
     let mut items = Vec::new();
     let mut body = std::pin::pin!(body);
     while let Some(bytes) = body.next().await {
@@ -188,4 +231,21 @@ fn parser_follows_the_spec() {
     items.extend(p.feed(b"\ndata: x\r", at));
     items.extend(p.feed(b"\n\r\n", at));
     assert_eq!(items, vec![ev("message", "x", "1")]);
+}
+
+#[test]
+fn the_lenient_parser_strays_as_those_clients_do() {
+    let at = Duration::ZERO;
+    let bytes = b"retry: 500\n\n: keep-alive\n\nid: 4\ndata: x\n";
+    let mut strict = Parser::default();
+    let mut lenient = Parser::lenient();
+    let strict_items = strict.feed(bytes, at);
+    let lenient_items = lenient.feed(bytes, at);
+    // A block without data: nothing for the spec, an empty message for those clients.
+    assert_eq!(events(&strict_items).len(), 0);
+    assert_eq!(events(&lenient_items).len(), 2);
+    assert!(events(&lenient_items).iter().all(|e| e.data.is_empty()));
+    // Cut before the event's blank line: the spec resumes from the id before it.
+    assert_eq!(strict.resume_id(), "");
+    assert_eq!(lenient.resume_id(), "4");
 }

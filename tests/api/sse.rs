@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use crate::{
-    eventsource::{Item, chunk_indexes, events, read_until},
+    eventsource::{Item, Parser, chunk_indexes, events, read_until, read_with},
     helpers::{TestApp, assert_leaving_client_stops_its_stream, spawn_app, spawn_app_with},
 };
 
@@ -29,9 +29,19 @@ async fn full_stream_is_retry_chunks_and_end() {
     assert_eq!(h["x-accel-buffering"], "no");
     assert!(h.get("content-encoding").is_none());
     let body = resp.text().await.unwrap();
-    assert!(body.starts_with("retry: 1000\n\n"), "{body}");
+    // `retry:` opens the first event's block; `id:` closes each event.
     assert!(
-        body.contains("id: 3\nevent: chunk\ndata: {\"index\":3,\"text\":\"Data Chunk 3\"}\n\n")
+        body.starts_with(
+            "retry: 1000\nevent: chunk\ndata: {\"index\":0,\"text\":\"Data Chunk 0\"}\nid: 0\n\n"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("\n\nevent: chunk\ndata: {\"index\":3,\"text\":\"Data Chunk 3\"}\nid: 3\n\n")
+    );
+    assert!(
+        body.ends_with("id: 4\n\nevent: end\ndata: {\"count\":5}\n\n"),
+        "{body}"
     );
     let items = read_until(
         futures_util::stream::iter([Ok::<_, ()>(body)]),
@@ -52,7 +62,7 @@ async fn full_stream_is_retry_chunks_and_end() {
 async fn retry_hint_is_configurable() {
     let app = spawn_app_with(|c| c.sse_retry_ms = 250).await;
     let body = open(&app, "?count=1", None).await.text().await.unwrap();
-    assert!(body.starts_with("retry: 250\n\n"), "{body}");
+    assert!(body.starts_with("retry: 250\nevent: chunk\n"), "{body}");
 }
 
 #[tokio::test]
@@ -115,7 +125,53 @@ async fn nothing_left_is_204_so_eventsource_stops() {
     }
     // Without the header, an empty stream is still a 200 with its end event.
     let body = open(&app, "?count=0", None).await.text().await.unwrap();
-    assert_eq!(body, "retry: 1000\n\nevent: end\ndata: {\"count\":0}\n\n");
+    assert_eq!(body, "retry: 1000\nevent: end\ndata: {\"count\":0}\n\n");
+}
+
+#[tokio::test]
+async fn lenient_clients_see_no_empty_events() {
+    // httpx-sse and fetch-event-source dispatch a message for every block without data:
+    // neither `retry:` nor a keep-alive comment may stand in a block of its own.
+    let app = spawn_app_with(|c| c.sse_keep_alive_secs = 1).await;
+    let opened = Instant::now();
+    let resp = open(&app, "?count=2&interval_ms=1500", None).await;
+    let items = read_with(Parser::lenient(), resp.bytes_stream(), opened, |_| false).await;
+    assert!(
+        items
+            .iter()
+            .any(|i| matches!(i, Item::Comment(text, _) if text == "keep-alive")),
+        "a keep-alive was due in the 1.5 s of silence: {items:?}"
+    );
+    let names: Vec<&str> = events(&items).iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["chunk", "chunk", "end"], "{items:?}");
+    assert_eq!(chunk_indexes(&items), [0, 1]);
+}
+
+#[tokio::test]
+async fn a_cut_inside_an_event_never_resumes_after_it() {
+    // A client that takes the id when it reads the line must not claim an event it did not
+    // receive whole: cut anywhere before the event's last line feed, it resumes from the
+    // event before.
+    let app = spawn_app().await;
+    let body = open(&app, "?count=6", None).await.bytes().await.unwrap();
+    let block = b"event: chunk\ndata: {\"index\":4,\"text\":\"Data Chunk 4\"}\nid: 4\n\n";
+    let start = body
+        .windows(block.len())
+        .position(|w| w == block)
+        .expect("event 4 in the body");
+    let end = start + block.len();
+    for cut in start..=end {
+        let resume_id = |mut parser: Parser| {
+            parser.feed(&body[..cut], Duration::ZERO);
+            parser.resume_id().to_owned()
+        };
+        let at = cut - start;
+        let strict = if cut == end { "4" } else { "3" };
+        assert_eq!(resume_id(Parser::default()), strict, "cut at byte {at}");
+        // The lenient window is the one byte between `id: 4`'s line feed and the blank line.
+        let lenient = if cut >= end - 1 { "4" } else { "3" };
+        assert_eq!(resume_id(Parser::lenient()), lenient, "cut at byte {at}");
+    }
 }
 
 #[tokio::test]
