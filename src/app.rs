@@ -5,8 +5,8 @@ use std::{future::Future, io, net::SocketAddr};
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
     endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
-    error::WebSocketError,
-    http::{HeaderValue, Method, StatusCode, header},
+    error::{MethodNotAllowedError, WebSocketError},
+    http::{HeaderValue, Method, StatusCode, Version, header},
     web::Json,
 };
 use rust_embed::RustEmbed;
@@ -32,17 +32,17 @@ pub fn routes(shared: Shared) -> impl Endpoint + 'static {
     let api_paths = api::paths();
     let api = api.into_endpoint();
     let rest = Route::new()
-        .at("/", EmbeddedFileEndpoint::<Assets>::new("index.html"))
-        .nest("/static", EmbeddedFilesEndpoint::<Assets>::new())
+        .at("/", Get(EmbeddedFileEndpoint::<Assets>::new("index.html")))
+        .nest("/static", Get(EmbeddedFilesEndpoint::<Assets>::new()))
         .at(
             "/openapi.json",
-            make_sync(move |_| {
+            Get(make_sync(move |_| {
                 Response::builder()
                     .content_type("application/json")
                     .body(document.clone())
-            }),
+            })),
         )
-        .nest("/docs", docs);
+        .nest("/docs", Get(docs));
     Split {
         api_paths,
         api,
@@ -74,16 +74,39 @@ impl<A: Endpoint, R: Endpoint> Endpoint for Split<A, R> {
     }
 }
 
+/// A resource read with GET (and HEAD, which arrives here as GET): any other method is a 405.
+struct Get<E>(E);
+
+impl<E: Endpoint> Endpoint for Get<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: Request) -> poem::Result<E::Output> {
+        if req.method() != Method::GET {
+            return Err(MethodNotAllowedError.into());
+        }
+        self.0.call(req).await
+    }
+}
+
 /// Turns every error (unknown route, wrong method, unparsable parameter) into a JSON
 /// `{"error": …}` body with the error's status. Typed errors already carry their body.
-/// Also marks HEAD requests, before poem's router rewrites them to GET (see [`HeadRequest`]).
+///
+/// Also refuses a request whose `Host` header breaks RFC 9112 §3.2, and answers HEAD as RFC
+/// 9110 asks wherever GET is served: as a GET, marked (see [`HeadRequest`]) so that a stream
+/// route opens no stream. hyper knows the request was a HEAD: it sends the headers,
+/// `Content-Length` included, and leaves the body out.
 async fn json_errors<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
-    if req.method() == Method::HEAD {
-        req.extensions_mut().insert(HeadRequest);
+    if let Some(problem) = host_problem(&req) {
+        let body = Json(serde_json::json!({ "error": problem }));
+        return Ok(body.with_status(StatusCode::BAD_REQUEST).into_response());
     }
     // Both clones are cheap (the URI shares its bytes): no allocation on the success path.
     let method = req.method().clone();
     let uri = req.uri().clone();
+    if method == Method::HEAD {
+        req.set_method(Method::GET);
+        req.extensions_mut().insert(HeadRequest);
+    }
     let err = match next.call(req).await {
         Ok(resp) => return Ok(resp.into_response()),
         Err(err) if err.is_from_response() => return Ok(err.into_response()),
@@ -108,12 +131,25 @@ async fn json_errors<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
         .with_status(status)
         .into_response();
     if status == StatusCode::METHOD_NOT_ALLOWED {
-        // Every route of this server is a GET (poem answers HEAD from it), as RFC 9110 says
+        // Every route of this server is a GET (HEAD is answered from it), as RFC 9110 says
         // a 405 must tell.
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     Ok(resp)
+}
+
+/// What is wrong with the request's `Host` header, if anything: an HTTP/1.1 request must
+/// carry exactly one, and no request two (RFC 9112 §3.2).
+fn host_problem(req: &Request) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some("a request must not carry more than one `Host` header"),
+        (None, _) if req.version() == Version::HTTP_11 => {
+            Some("an HTTP/1.1 request must carry a `Host` header")
+        }
+        _ => None,
+    }
 }
 
 /// Pending connections the kernel may queue (it caps this at `net.core.somaxconn`).

@@ -199,9 +199,10 @@ fn params(count: u64, interval_ms: u64, start: u64) -> Result<StreamParams, Stre
     Ok(StreamParams::new(count, interval_ms, start)?)
 }
 
-/// Marks a request that arrived as HEAD. poem answers HEAD with the GET operation (it
-/// rewrites the method) and drops the body unread, which would open, and count, a stream
-/// nobody reads: the app's outer middleware sets this marker so operations can tell.
+/// Marks a request that arrived as HEAD. HEAD is answered by the GET operation (the app's
+/// outer middleware rewrites the method and sets this marker), and the body is dropped
+/// unread: a stream operation that sees the marker answers with headers only instead of
+/// opening, and counting, a stream nobody reads.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadRequest;
 

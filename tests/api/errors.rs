@@ -106,6 +106,35 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
             405,
             "DELETE",
         ),
+        (
+            "wrong method on the spec",
+            "POST",
+            "/openapi.json",
+            405,
+            "POST",
+        ),
+        (
+            "wrong method on the docs",
+            "DELETE",
+            "/docs/",
+            405,
+            "DELETE",
+        ),
+        ("wrong method on the page", "PUT", "/", 405, "PUT"),
+        (
+            "wrong method on an asset",
+            "POST",
+            "/static/app.js",
+            405,
+            "POST",
+        ),
+        (
+            "wrong method on an unknown route",
+            "POST",
+            "/nope",
+            404,
+            "/nope",
+        ),
     ];
     for (case, method, path, status, needle) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
@@ -116,6 +145,10 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), status, "{case}");
+        let allow = resp
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(
             resp.headers()["content-type"],
             "application/json; charset=utf-8",
@@ -127,6 +160,9 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
             .unwrap_or_else(|| panic!("{case}: {body}"));
         assert!(error.contains(needle), "{case}: {error}");
         assert_eq!(body.as_object().unwrap().len(), 1, "{case}: {body}");
+        if status == 405 {
+            assert_eq!(allow, Some("GET, HEAD".to_owned()), "{case}");
+        }
     }
 }
 
