@@ -226,6 +226,29 @@ mod tests {
     }
 
     #[test]
+    fn every_option_has_its_env_twin_and_help() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let options: Vec<_> = command
+            .get_arguments()
+            .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
+            .collect();
+        assert!(options.len() >= 12, "{} options", options.len());
+        for arg in options {
+            let long = arg.get_long().expect("every option is a --flag");
+            let env = format!(
+                "CHUNKSTREAM_{}",
+                long.replace('-', "_").to_ascii_uppercase()
+            );
+            let twin = arg.get_env().and_then(|e| e.to_str());
+            // `--allowed-origin` and `--trusted-proxy` are repeatable: their twin is singular too.
+            assert_eq!(twin, Some(env.as_str()), "--{long}");
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.len() > 20, "--{long} needs a --help text: {help:?}");
+        }
+    }
+
+    #[test]
     fn origins_are_normalised_and_checked() {
         let cli = parse(&[
             "--allowed-origin",

@@ -282,3 +282,166 @@ impl<T> Deadlines<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex},
+        time::{Instant, sleep},
+    };
+
+    use super::*;
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        header: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        stall: Duration::from_secs(30),
+    };
+
+    /// A connection's socket (held to the deadlines), the client's end, and the activity.
+    fn connection(buffer: usize) -> (Deadlines<DuplexStream>, DuplexStream, Arc<Activity>) {
+        let (server, client) = duplex(buffer);
+        let activity = Arc::new(Activity::default());
+        (
+            Deadlines::new(server, activity.clone(), TIMEOUTS),
+            client,
+            activity,
+        )
+    }
+
+    /// Reads until the socket fails; returns the deadline and when it passed.
+    async fn read_until_expired(socket: &mut Deadlines<DuplexStream>) -> (Expired, Duration) {
+        let t0 = Instant::now();
+        let mut buf = [0u8; 64];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) => panic!("the client closed"),
+                Ok(_) => continue,
+                Err(err) => return (Expired::of(&err).expect("a deadline"), t0.elapsed()),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_expires_at_the_header_timeout() {
+        let (mut socket, _client, _) = connection(64);
+        assert_eq!(
+            read_until_expired(&mut socket).await,
+            (Expired::Header, TIMEOUTS.header)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_sent_slowly_expires_from_the_connections_start() {
+        let (mut socket, mut client, _) = connection(64);
+        let drip = tokio::spawn(async move {
+            loop {
+                sleep(Duration::from_secs(1)).await;
+                if client.write_all(b"X").await.is_err() {
+                    break;
+                }
+            }
+        });
+        assert_eq!(
+            read_until_expired(&mut socket).await,
+            (Expired::Header, TIMEOUTS.header)
+        );
+        drip.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_being_served_has_no_read_deadline() {
+        let (mut socket, _client, activity) = connection(64);
+        activity.request_began();
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(TIMEOUTS.idle * 10, socket.read(&mut buf)).await;
+        assert!(read.is_err(), "a busy connection's read ended: {read:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_response_the_next_request_must_begin_within_the_idle_timeout() {
+        let (mut socket, _client, activity) = connection(64);
+        activity.request_began();
+        sleep(Duration::from_secs(100)).await;
+        activity.response_ended();
+        assert_eq!(
+            read_until_expired(&mut socket).await,
+            (Expired::Idle, TIMEOUTS.idle)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_head_must_be_complete_a_header_timeout_after_its_first_byte() {
+        let (mut socket, mut client, activity) = connection(64);
+        activity.request_began();
+        activity.response_ended();
+        sleep(TIMEOUTS.idle / 2).await;
+        client.write_all(b"G").await.unwrap();
+        assert_eq!(
+            read_until_expired(&mut socket).await,
+            (Expired::Header, TIMEOUTS.header)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upgraded_connection_has_no_read_deadline() {
+        let (mut socket, _client, activity) = connection(64);
+        activity.request_began();
+        activity.upgraded();
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(TIMEOUTS.idle * 10, socket.read(&mut buf)).await;
+        assert!(
+            read.is_err(),
+            "an upgraded connection's read ended: {read:?}"
+        );
+    }
+
+    /// Writes until the socket fails; returns when, and the bytes written.
+    async fn write_until_expired(socket: &mut Deadlines<DuplexStream>) -> (Duration, usize) {
+        let t0 = Instant::now();
+        let mut written = 0;
+        loop {
+            match socket.write(&[b'x'; 16]).await {
+                Ok(n) => written += n,
+                Err(err) => {
+                    assert_eq!(Expired::of(&err), Some(Expired::Stall), "{err}");
+                    return (t0.elapsed(), written);
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_nothing_stalls_once_the_buffer_is_full() {
+        let (mut socket, _client, activity) = connection(64);
+        activity.request_began();
+        let (elapsed, written) = write_until_expired(&mut socket).await;
+        assert_eq!((elapsed, written), (TIMEOUTS.stall, 64));
+        assert!(activity.stalled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_slowly_but_steadily_never_stalls() {
+        let (mut socket, mut client, activity) = connection(64);
+        activity.request_began();
+        let reader = tokio::spawn(async move {
+            let mut byte = [0u8; 1];
+            // One byte per just under a stall period, for ten periods.
+            for _ in 0..10 {
+                sleep(TIMEOUTS.stall - Duration::from_secs(1)).await;
+                client.read_exact(&mut byte).await.unwrap();
+            }
+            client
+        });
+        let writing = tokio::time::timeout(TIMEOUTS.stall * 10, write_until_expired(&mut socket));
+        assert!(writing.await.is_err(), "a steady reader was stalled");
+        assert!(!activity.stalled());
+        // Once it stops reading, it stalls a full period after its last read.
+        let _client = reader.await.unwrap();
+        let (elapsed, _) = write_until_expired(&mut socket).await;
+        assert!(elapsed <= TIMEOUTS.stall, "{elapsed:?}");
+        assert!(activity.stalled());
+    }
+}

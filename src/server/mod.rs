@@ -4,8 +4,8 @@
 //! connection while a streaming body is idle (a paced stream stays open, its generator
 //! alive, until the next write fails), whereas hyper's HTTP/1 connection does. Owning the
 //! loop also lets us set `TCP_NODELAY` (paced chunks never wait on Nagle), hold every
-//! connection to its deadlines ([`deadlines`]), bound what hyper buffers for a client that
-//! reads nothing, back off when out of file descriptors instead of spinning, and end
+//! connection to its deadlines ([`deadlines`]), bound what hyper and the kernel buffer for a
+//! client that reads nothing, back off when out of file descriptors instead of spinning, and end
 //! connections gracefully on shutdown.
 
 mod deadlines;
@@ -49,6 +49,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// stream would hold ~0.5 MiB (BENCHMARKS.md, "Stalled clients"). It also caps a request
 /// head: a larger one gets 431.
 const MAX_BUF_SIZE: usize = 16 * 1024;
+
+/// The most bytes the kernel holds unsent for a connection (`TCP_NOTSENT_LOWAT`; what is in
+/// flight is still governed by TCP's windows). Without it a socket's send buffer grows to
+/// megabytes, which a client that reads nothing holds for the stall timeout, and which the
+/// client must drain by a third before the server sees any progress (BENCHMARKS.md,
+/// "Stalled clients").
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NOTSENT_LOWAT: u32 = 128 * 1024;
 
 /// Serves `ep` on `listener` until `signal` completes; then stops accepting, lets every
 /// connection finish its current response, and waits for them at most `timeout`. Every
@@ -124,6 +132,10 @@ async fn connection<E>(
     // Coalescing happens in the transports; a small write must then go out at once.
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(err) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        tracing::debug!(%err, %peer, "cannot set TCP_NOTSENT_LOWAT");
     }
     let activity = Arc::new(Activity::default());
     let io = Deadlines::new(stream, activity.clone(), timeouts);

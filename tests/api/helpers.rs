@@ -234,3 +234,117 @@ impl Process {
         }
     }
 }
+
+/// `chunkstream_streams_total{transport, outcome}`: streams of `transport` ended with
+/// `outcome` (the series must exist).
+pub async fn outcome(app: &TestApp, transport: &str, outcome: &str) -> f64 {
+    app.metric(
+        "chunkstream_streams_total",
+        &[("transport", transport), ("outcome", outcome)],
+    )
+    .await
+}
+
+/// A raw connection to `app`, for what a well-behaved client library would not send.
+pub async fn raw(app: &TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect")
+}
+
+/// Reads (and keeps) what the server sends until it closes the connection, failing the test
+/// if that takes longer than `deadline`. A reset counts as closed.
+pub async fn read_until_closed(
+    tcp: &mut (impl tokio::io::AsyncRead + Unpin),
+    deadline: Duration,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n @ 1..) = tcp.read(&mut buf).await {
+            received.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or_else(|_| panic!("the connection still open after {deadline:?}"));
+    received
+}
+
+/// The real binary, running: stopped when dropped.
+pub struct Binary {
+    /// The process.
+    pub process: Process,
+    /// `http://host:port`, as the server logged it at start.
+    pub base: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Binary {
+    /// Starts the binary with `args` and `envs`, at most `fd_limit` open files if given, and
+    /// waits for the URL it logs at start. Its log is kept (see [`Binary::log`]).
+    pub async fn start(args: &[&str], envs: &[(&str, &str)], fd_limit: Option<usize>) -> Self {
+        let mut cmd = match fd_limit {
+            Some(limit) => {
+                let bin = env!("CARGO_BIN_EXE_chunkstream");
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec {bin} \"$@\""))
+                    .arg("chunkstream")
+                    .args(args)
+                    .env_remove("RUST_LOG")
+                    .envs(envs.iter().copied())
+                    .stdin(Stdio::null());
+                sh
+            }
+            None => binary(args, envs),
+        };
+        let mut child = cmd
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chunkstream");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let process = Process(child);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (base_tx, base_rx) = oneshot::channel();
+        let kept = log.clone();
+        // Drains the log for the process's whole life, so the server never blocks on it.
+        tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut base_tx = Some(base_tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("http://")
+                    && let Some(tx) = base_tx.take()
+                {
+                    let url = &line[at..];
+                    let end = url[7..].find('/').map_or(url.len(), |i| i + 7);
+                    let _ = tx.send(url[..end].to_owned());
+                }
+                let mut log = kept.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let base = tokio::time::timeout(Duration::from_secs(10), base_rx)
+            .await
+            .expect("the server logged its URL within 10 s")
+            .expect("the server logged its URL");
+        Self { process, base, log }
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.base["http://".len()..]
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,5 +1,6 @@
 //! Scale-out: two instances behind nginx with `deploy/nginx.conf` (the file users deploy),
-//! streams through the proxy, and a rolling restart that an SSE client survives.
+//! streams through the proxy, each forwarded client with its own share, and a rolling
+//! restart that an SSE client survives.
 
 use std::{
     path::{Path, PathBuf},
@@ -23,6 +24,10 @@ use crate::{
 const PROXY_PORT: u16 = 8080;
 const INSTANCE_PORTS: [u16; 2] = [3001, 3002];
 
+/// Streams one client may hold on each instance, in this test.
+const SHARE: usize = 2;
+
+/// An instance as the README deploys it behind nginx (which connects from 127.0.0.1).
 fn instance(port: u16) -> Process {
     Process(
         binary(
@@ -31,6 +36,10 @@ fn instance(port: u16) -> Process {
                 &format!("127.0.0.1:{port}"),
                 "--sse-retry-ms",
                 "100",
+                "--trusted-proxy",
+                "127.0.0.1",
+                "--max-streams-per-client",
+                &SHARE.to_string(),
             ],
             &[],
         )
@@ -201,6 +210,29 @@ async fn streams_survive_a_rolling_restart_behind_nginx() {
             "{route}: {times:?}"
         );
     }
+
+    // Clients are told apart by the address nginx forwards: each one has its own share. (Every
+    // 127.0.0.0/8 address is loopback, so each client below connects from its own.)
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (from("127.0.0.2"), from("127.0.0.3"));
+    let url = format!("http://127.0.0.1:{PROXY_PORT}/stream?count=100&interval_ms=1000");
+    let mut held = Vec::new();
+    // nginx takes turns between the two instances: a share on each.
+    for _ in 0..2 * SHARE {
+        let resp = first.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "within the first client's share");
+        held.push(resp);
+    }
+    let refused = first.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 429, "past the first client's share");
+    let resp = second.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the second client has its own share");
+    drop((held, resp));
 
     // An SSE client rides through a rolling restart of both instances.
     let progress = Arc::new(AtomicU64::new(0));
