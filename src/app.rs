@@ -16,7 +16,7 @@ use crate::{
     api::{self, HeadRequest, Shared},
     config::Config,
     server,
-    streams::Streams,
+    streams::{Streams, Transport},
 };
 
 /// The live page and its assets, compiled into the binary.
@@ -201,10 +201,15 @@ impl Application {
         let base = format!("http://{}", self.addr);
         tracing::info!("live page:     {base}/");
         tracing::info!("Swagger UI:    {base}/docs");
-        tracing::info!("text stream:   {base}/stream?count=10&interval_ms=300");
-        tracing::info!("SSE stream:    {base}/stream/sse?count=10&interval_ms=300");
-        let ws = base.replacen("http", "ws", 1);
-        tracing::info!("WebSocket:     {ws}/stream/ws?count=10&interval_ms=300");
+        for transport in Transport::ALL {
+            let base = match transport {
+                Transport::Ws => base.replacen("http", "ws", 1),
+                _ => base.clone(),
+            };
+            let path = transport.path();
+            let name = transport.as_str();
+            tracing::info!("{name:<5} stream:  {base}{path}?count=10&interval_ms=300");
+        }
         tracing::info!("OpenAPI:       {base}/openapi.json");
         let token = streams.shutdown_token().clone();
         let stop = async move {

@@ -1,19 +1,26 @@
-//! The one generator: `chunks(params)` lazily yields the chunks `start..count`, paced, cancellable.
+//! The one generator, the Flask example in Rust: `chunks(params)` yields the chunks
+//! `Data Chunk start` … `Data Chunk count-1`, each only when the transport asks for the next,
+//! paced by `interval_ms`, and it stops the moment the client goes away (the stream is
+//! dropped) or the server shuts down.
+//!
+//! ```python
+//! def generate():                  # the seed: a Flask generator
+//!     for i in range(10):
+//!         yield f"Data Chunk {i}\n"
+//! ```
 //!
 //! Every transport is fed by this stream and nothing else makes chunks. Chunk *i* is a pure
-//! function of *i*, so a chunk is just its index: its text is written by the transport
-//! straight into the outgoing bytes, and resuming a stream needs no stored state.
+//! function of *i*, so a chunk is just its index: its bytes are written by the transport
+//! ([`crate::transport`]), and resuming a stream needs no stored state.
 //!
-//! The stream yields [`ChunkRange`]s: the chunks that are due now, handed over together. A
-//! paced stream yields one chunk per range, when it falls due; an unpaced one yields up to
-//! [`MAX_RANGE`] at a time, so a transport encodes a run of chunks without one poll (and one
-//! shutdown check) per chunk. Still nothing is made ahead of demand: a range is two numbers,
-//! and each chunk's bytes are written only when the transport encodes it.
+//! The stream hands over the chunks that are due now together, as a [`ChunkRange`]: one
+//! chunk when paced, up to [`MAX_RANGE`] when not, so that a transport encodes a run of chunks
+//! without one poll (and one shutdown check) per chunk. Still nothing is made ahead of
+//! demand: a range is two numbers.
 
 use std::{fmt, ops::Range, time::Duration};
 
 use async_stream::stream;
-use bytes::{BufMut, BytesMut};
 use futures_util::Stream;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -26,13 +33,9 @@ pub const MAX_INTERVAL_MS: u64 = 60_000;
 pub const DEFAULT_COUNT: u64 = 10;
 
 /// Most chunks in one [`ChunkRange`] of an unpaced stream: enough to make the per-poll cost
-/// vanish (a 64 KiB frame holds ~3 400 text lines), few enough that a shutdown is seen at once.
+/// vanish, few enough that a shutdown is seen at once (BENCHMARKS.md, "What each change
+/// bought").
 pub const MAX_RANGE: u64 = 1024;
-
-/// The text every chunk starts with; the index follows it.
-const TEXT_PREFIX: &[u8] = b"Data Chunk ";
-/// The longest text: the prefix and the 20 digits of `u64::MAX`.
-const TEXT_MAX: usize = TEXT_PREFIX.len() + 20;
 
 /// One chunk of the stream. It carries only its index; its text is `Data Chunk {index}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,138 +44,12 @@ pub struct Chunk {
     pub index: u64,
 }
 
-/// Writes chunks' bytes (text, JSON, index) straight into an output buffer, fast for a run.
-///
-/// A transport keeps one per stream. It holds the text of the last chunk it wrote; when the
-/// next chunk is the one after it, the digits are counted up in place (`…41` → `…42`,
-/// `99` → `100`) instead of formatted anew, so a run of chunks costs a few instructions
-/// each. Any other index is formatted with `itoa`. Nothing is allocated.
-#[derive(Debug, Clone)]
-pub struct ChunkWriter {
-    /// `Data Chunk {index}` of `index`, in the first `len` bytes.
-    text: [u8; TEXT_MAX],
-    len: usize,
-    /// The index whose text `text` holds, once one was written.
-    index: Option<u64>,
-}
-
-impl Default for ChunkWriter {
-    fn default() -> Self {
-        let mut text = [b'0'; TEXT_MAX];
-        text[..TEXT_PREFIX.len()].copy_from_slice(TEXT_PREFIX);
-        Self {
-            text,
-            len: TEXT_PREFIX.len() + 1,
-            index: None,
-        }
-    }
-}
-
-impl ChunkWriter {
-    /// Appends the chunk's text, `Data Chunk {index}`.
-    pub fn text(&mut self, chunk: Chunk, out: &mut BytesMut) {
-        self.load(chunk.index);
-        // Copied whole, then the surplus cut off again (`truncate` only lowers the length): a
-        // copy of a fixed size compiles to a few moves, where a copy of a slice's length is a
-        // call to `memmove`.
-        out.extend_from_slice(&self.text);
-        out.truncate(out.len() - (TEXT_MAX - self.len));
-    }
-
-    /// Appends the chunk's index in decimal.
-    pub fn index(&mut self, chunk: Chunk, out: &mut BytesMut) {
-        self.load(chunk.index);
-        out.put_slice(self.digits());
-    }
-
-    /// Appends the chunk's JSON, `{"index":…,"text":"Data Chunk …"}`.
-    ///
-    /// The text holds only ASCII letters, digits and spaces, so nothing needs escaping.
-    pub fn json(&mut self, chunk: Chunk, out: &mut BytesMut) {
-        self.load(chunk.index);
-        out.put_slice(b"{\"index\":");
-        out.put_slice(self.digits());
-        out.put_slice(b",\"text\":\"");
-        out.put_slice(&self.text[..self.len]);
-        out.put_slice(b"\"}");
-    }
-
-    /// The digits of the loaded index.
-    fn digits(&self) -> &[u8] {
-        &self.text[TEXT_PREFIX.len()..self.len]
-    }
-
-    /// Makes `text` hold the text of `index`.
-    fn load(&mut self, index: u64) {
-        match self.index {
-            Some(last) if last == index => return,
-            Some(last) if last.checked_add(1) == Some(index) => self.count_up(),
-            _ => {
-                let mut digits = itoa::Buffer::new();
-                let digits = digits.format(index).as_bytes();
-                self.text[TEXT_PREFIX.len()..][..digits.len()].copy_from_slice(digits);
-                self.len = TEXT_PREFIX.len() + digits.len();
-            }
-        }
-        self.index = Some(index);
-    }
-
-    /// Adds one to the decimal digits in `text`. (Only called below `u64::MAX`, whose 20
-    /// digits are the most `text` has room for.)
-    fn count_up(&mut self) {
-        let digits = &mut self.text[TEXT_PREFIX.len()..self.len];
-        for digit in digits.iter_mut().rev() {
-            if *digit < b'9' {
-                *digit += 1;
-                return;
-            }
-            *digit = b'0';
-        }
-        // They were all nines: 99 + 1 = 100.
-        digits[0] = b'1';
-        self.text[self.len] = b'0';
-        self.len += 1;
-    }
-}
-
 impl fmt::Display for Chunk {
     /// The chunk's text, `Data Chunk {index}`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Data Chunk {}", self.index)
     }
 }
-
-/// Consecutive chunks that are due now, handed over by the generator together.
-///
-/// It iterates over its chunks; the index after its last chunk is [`ChunkRange::end`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkRange(Range<u64>);
-
-impl ChunkRange {
-    /// No chunks, ending at `end`.
-    pub fn empty(end: u64) -> Self {
-        Self(end..end)
-    }
-
-    /// The index after the range's last chunk.
-    pub fn end(&self) -> u64 {
-        self.0.end
-    }
-}
-
-impl Iterator for ChunkRange {
-    type Item = Chunk;
-
-    fn next(&mut self) -> Option<Chunk> {
-        self.0.next().map(|index| Chunk { index })
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
-    }
-}
-
-impl ExactSizeIterator for ChunkRange {}
 
 /// What a client asked for, validated: the same for every transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +139,15 @@ pub fn chunks(
     params: StreamParams,
     stop: CancellationToken,
 ) -> impl Stream<Item = ChunkRange> + Send {
+    generate(params, stop, |_| {})
+}
+
+/// [`chunks`], telling `made` of each range as the loop makes it (tests count the work).
+fn generate(
+    params: StreamParams,
+    stop: CancellationToken,
+    mut made: impl FnMut(&ChunkRange) + Send,
+) -> impl Stream<Item = ChunkRange> + Send {
     let interval = Duration::from_millis(params.interval_ms);
     let per_range = if interval.is_zero() { MAX_RANGE } else { 1 };
     stream! {
@@ -280,12 +166,45 @@ pub fn chunks(
             } else if stop.is_cancelled() {
                 return;
             }
-            let end = params.count.min(index + per_range);
-            yield ChunkRange(index..end);
-            index = end;
+            let range = ChunkRange(index..params.count.min(index + per_range));
+            made(&range);
+            index = range.end();
+            yield range;
         }
     }
 }
+
+/// Consecutive chunks that are due now, handed over by the generator together.
+///
+/// It iterates over its chunks; the index after its last chunk is [`ChunkRange::end`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRange(Range<u64>);
+
+impl ChunkRange {
+    /// No chunks, ending at `end`.
+    pub fn empty(end: u64) -> Self {
+        Self(end..end)
+    }
+
+    /// The index after the range's last chunk.
+    pub fn end(&self) -> u64 {
+        self.0.end
+    }
+}
+
+impl Iterator for ChunkRange {
+    type Item = Chunk;
+
+    fn next(&mut self) -> Option<Chunk> {
+        self.0.next().map(|index| Chunk { index })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ChunkRange {}
 
 #[cfg(test)]
 mod tests {
@@ -368,45 +287,6 @@ mod tests {
         assert!(StreamParams::new(MAX_COUNT, MAX_INTERVAL_MS, MAX_COUNT).is_ok());
     }
 
-    #[test]
-    fn chunk_encodings_match_the_contract() {
-        let mut writer = ChunkWriter::default();
-        let mut out = BytesMut::new();
-        writer.text(Chunk { index: 42 }, &mut out);
-        assert_eq!(&out[..], b"Data Chunk 42");
-        out.clear();
-        writer.json(Chunk { index: u64::MAX }, &mut out);
-        let json: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
-        assert_eq!(
-            json,
-            serde_json::json!({"index": u64::MAX, "text": format!("Data Chunk {}", u64::MAX)})
-        );
-    }
-
-    #[test]
-    fn the_writer_counts_up_across_every_carry_and_formats_any_jump() {
-        // Runs across 9 → 10, 99 → 100, …, the largest count, and u64::MAX; then jumps back,
-        // repeats and resumes, as a resumed stream or a second stream would.
-        let mut indexes: Vec<u64> = (0..=10_001).collect();
-        indexes.extend(MAX_COUNT - 10..=MAX_COUNT + 10);
-        indexes.extend(u64::MAX - 12..=u64::MAX);
-        indexes.extend([5, 5, 3, 999, 1000, 7, 0, 9_999_999_999, 10_000_000_000, 1]);
-        let mut writer = ChunkWriter::default();
-        for index in indexes {
-            let chunk = Chunk { index };
-            let mut text = BytesMut::new();
-            writer.text(chunk, &mut text);
-            assert_eq!(&text[..], chunk.to_string().as_bytes(), "text of {index}");
-            let mut digits = BytesMut::new();
-            writer.index(chunk, &mut digits);
-            assert_eq!(&digits[..], index.to_string().as_bytes(), "index {index}");
-            let mut json = BytesMut::new();
-            writer.json(chunk, &mut json);
-            let expected = format!(r#"{{"index":{index},"text":"Data Chunk {index}"}}"#);
-            assert_eq!(&json[..], expected.as_bytes(), "JSON of {index}");
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn chunks_are_paced_on_an_absolute_schedule() {
         let t0 = Instant::now();
@@ -427,19 +307,28 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn nothing_is_made_ahead_of_demand() {
-        let made = Arc::new(AtomicU64::new(0));
-        let counted = {
-            let made = made.clone();
-            chunks(params(MAX_COUNT, 0, 0), CancellationToken::new()).inspect(move |range| {
-                made.fetch_add(range.len() as u64, Ordering::SeqCst);
-            })
-        };
-        let mut stream = pin!(counted);
-        for _ in 0..3 {
-            stream.next().await;
+        // Counted inside the loop, where chunks are made: a generator that ran ahead of its
+        // consumer (a producer task, a prefetched range) would have made more than was taken.
+        for interval_ms in [0, 10] {
+            let made = Arc::new(AtomicU64::new(0));
+            let counter = made.clone();
+            let counted = generate(
+                params(MAX_COUNT, interval_ms, 0),
+                CancellationToken::new(),
+                move |range| {
+                    counter.fetch_add(range.len() as u64, Ordering::SeqCst);
+                },
+            );
+            let mut stream = pin!(counted);
+            let mut taken = 0;
+            for _ in 0..3 {
+                taken += stream.next().await.expect("a range").len() as u64;
+            }
+            // Time passes and every other task runs; nobody asks for more.
+            tokio::time::advance(Duration::from_secs(10)).await;
+            tokio::task::yield_now().await;
+            assert_eq!(made.load(Ordering::SeqCst), taken, "interval {interval_ms}");
         }
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(made.load(Ordering::SeqCst), 3 * MAX_RANGE);
     }
 
     #[tokio::test(start_paused = true)]

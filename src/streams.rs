@@ -43,6 +43,15 @@ impl Transport {
             Transport::Ws => "ws",
         }
     }
+
+    /// The route that streams with it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Transport::Text => "/stream",
+            Transport::Sse => "/stream/sse",
+            Transport::Ws => "/stream/ws",
+        }
+    }
 }
 
 /// How a stream ended: the `outcome` label.

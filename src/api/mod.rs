@@ -24,10 +24,12 @@ use poem_openapi::{
 };
 
 pub use self::payload::{EventChunks, TextChunks};
+use futures_util::Stream;
+
 use crate::{
     client::{Client, TrustedProxies},
     config::Config,
-    generator::{ParamsError, StreamParams},
+    generator::{self, ChunkRange, ParamsError, StreamParams},
     server::Activity,
     streams::{Limits, Refusal, StreamGuard, Streams, Transport},
 };
@@ -66,28 +68,31 @@ impl Shared {
         self.proxies.client(peer, req.headers())
     }
 
-    /// Opens a `transport` stream for `req`, or refuses it: the client's share or the
-    /// server's limit is taken.
+    /// Opens a `transport` stream for `req`: the generator's chunks, and the guard that
+    /// accounts for the stream (moved into whatever sends it). Refused when the client's
+    /// share or the server's limit is taken. A HEAD request gets `None`: what a GET would be
+    /// told, without opening or counting anything.
     pub fn open(
         &self,
         transport: Transport,
-        params: &StreamParams,
+        params: StreamParams,
         req: &Request,
-    ) -> Result<StreamGuard, StreamError> {
+    ) -> Result<Option<(impl Stream<Item = ChunkRange> + Send + 'static, StreamGuard)>, StreamError>
+    {
+        let share = self.client(req).share();
+        if req.extensions().get::<HeadRequest>().is_some() {
+            self.streams.check(share)?;
+            return Ok(None);
+        }
         // Set by the server for each request: a stream written to its connection's socket
         // learns from it that the client stalled.
         let connection = req.extensions().get::<Arc<Activity>>().cloned();
-        let share = self.client(req).share();
         let peer = Peer(req.remote_addr());
-        Ok(self
+        let guard = self
             .streams
-            .open(transport, params, share, connection, peer)?)
-    }
-
-    /// What a GET would get instead of a stream now, for a HEAD request: the same refusal,
-    /// with nothing opened or counted.
-    pub fn refusal(&self, req: &Request) -> Result<(), StreamError> {
-        Ok(self.streams.check(self.client(req).share())?)
+            .open(transport, &params, share, connection, peer)?;
+        let chunks = generator::chunks(params, self.streams.shutdown_token().clone());
+        Ok(Some((chunks, guard)))
     }
 }
 
@@ -205,13 +210,6 @@ fn params(count: u64, interval_ms: u64, start: u64) -> Result<StreamParams, Stre
 /// opening, and counting, a stream nobody reads.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadRequest;
-
-/// For a HEAD request, the body that answers it: a stream's headers without a stream.
-fn head_only(req: &poem::Request) -> Option<poem::Body> {
-    req.extensions()
-        .get::<HeadRequest>()
-        .map(|_| poem::Body::empty())
-}
 
 /// Default of the `count` parameter.
 fn default_count() -> u64 {

@@ -1,13 +1,13 @@
 //! `GET /stream/sse`: the chunks as Server-Sent Events, resumable with `Last-Event-ID`.
 
-use poem::Request;
+use poem::{Body, Request};
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::{Header, Query},
 };
 
-use super::{EventChunks, Shared, StreamError, Tag, default_count, head_only, params};
-use crate::{generator, streams::Transport, transport};
+use super::{EventChunks, Shared, StreamError, Tag, default_count, params};
+use crate::{streams::Transport, transport};
 
 /// The SSE transport.
 pub struct SseApi(pub Shared);
@@ -62,7 +62,7 @@ impl SseApi {
         #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
         interval_ms: Query<u64>,
         /// Index of the first chunk, at most `count`. `Last-Event-ID`, when present, wins.
-        #[oai(default, validator(minimum(value = "0")))]
+        #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
         start: Query<u64>,
         /// The `id` of the last event received (browsers send it when they reconnect): the
         /// stream resumes at the chunk after it, overriding `start`. Past the end: 204.
@@ -84,20 +84,17 @@ impl SseApi {
                 None => return Ok(SseResponse::NothingLeft),
             }
         }
-        if let Some(body) = head_only(req) {
-            self.0.refusal(req)?;
-            return Ok(SseResponse::Ok(EventChunks(body)));
-        }
-        let shared = &self.0;
-        let guard = shared.open(Transport::Sse, &params, req)?;
-        let chunks = generator::chunks(params, shared.streams.shutdown_token().clone());
-        let body = transport::sse::body(
-            chunks,
-            &params,
-            guard,
-            shared.config.sse_retry_ms,
-            shared.config.sse_keep_alive(),
-        );
+        let config = &self.0.config;
+        let body = match self.0.open(Transport::Sse, params, req)? {
+            Some((chunks, guard)) => transport::sse::body(
+                chunks,
+                &params,
+                guard,
+                config.sse_retry_ms,
+                config.sse_keep_alive(),
+            ),
+            None => Body::empty(),
+        };
         Ok(SseResponse::Ok(EventChunks(body)))
     }
 }

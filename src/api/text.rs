@@ -1,10 +1,10 @@
 //! `GET /stream`: the chunks as lines of `text/plain`.
 
-use poem::Request;
+use poem::{Body, Request};
 use poem_openapi::{ApiResponse, OpenApi, param::Query};
 
-use super::{Shared, StreamError, Tag, TextChunks, default_count, head_only, params};
-use crate::{generator, streams::Transport, transport};
+use super::{Shared, StreamError, Tag, TextChunks, default_count, params};
+use crate::{streams::Transport, transport};
 
 /// The text transport.
 pub struct TextApi(pub Shared);
@@ -36,19 +36,15 @@ impl TextApi {
         #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
         interval_ms: Query<u64>,
         /// Index of the first chunk, at most `count` (a resume point).
-        #[oai(default, validator(minimum(value = "0")))]
+        #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
         start: Query<u64>,
         req: &Request,
     ) -> Result<TextResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
-        if let Some(body) = head_only(req) {
-            self.0.refusal(req)?;
-            return Ok(TextResponse::Ok(TextChunks(body)));
-        }
-        let guard = self.0.open(Transport::Text, &params, req)?;
-        let chunks = generator::chunks(params, self.0.streams.shutdown_token().clone());
-        Ok(TextResponse::Ok(TextChunks(transport::text::body(
-            chunks, &params, guard,
-        ))))
+        let body = match self.0.open(Transport::Text, params, req)? {
+            Some((chunks, guard)) => transport::text::body(chunks, &params, guard),
+            None => Body::empty(),
+        };
+        Ok(TextResponse::Ok(TextChunks(body)))
     }
 }

@@ -20,7 +20,7 @@ use poem_openapi::{
 use tracing::Instrument;
 
 use super::{ChunkSchema, ErrorBody, Shared, StreamError, Tag, default_count, params};
-use crate::{generator, streams::Transport, transport};
+use crate::{streams::Transport, transport};
 
 /// The WebSocket transport.
 pub struct WsApi(pub Shared);
@@ -140,7 +140,7 @@ impl WsApi {
         #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
         interval_ms: Query<u64>,
         /// Index of the first chunk, at most `count` (a resume point).
-        #[oai(default, validator(minimum(value = "0")))]
+        #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
         start: Query<u64>,
         ws: WebSocket,
         req: &Request,
@@ -156,7 +156,11 @@ impl WsApi {
         let streams = self.0.streams.clone();
         // The socket's deadlines end a stalled WebSocket through its write errors, which the
         // loop counts itself: the guard needs no link to the connection.
-        let guard = self.0.open(Transport::Ws, &params, req)?;
+        let Some((chunks, guard)) = self.0.open(Transport::Ws, params, req)? else {
+            return Err(WsRefused::BadRequest(Json(ErrorBody {
+                error: "a WebSocket handshake is a GET request, not HEAD".to_owned(),
+            })));
+        };
         let span = guard.span().clone();
         let options = transport::ws::Options {
             ping: self.0.config.ws_ping(),
@@ -166,8 +170,7 @@ impl WsApi {
             .config(transport::ws::config())
             .on_upgrade(move |socket| {
                 // poem spawns this future and forgets it: the tracker lets shutdown wait for
-                // it. The generator is made only now, once the upgrade has succeeded.
-                let chunks = generator::chunks(params, options.shutdown.clone());
+                // it. (The generator does nothing until the loop polls it.)
                 let (sink, incoming) = socket.split();
                 streams.tasks().track_future(
                     transport::ws::run(sink, incoming, chunks, params, guard, options)

@@ -4,7 +4,9 @@
 //! chunks (ranges of them from the generator) into one buffer (up to [`FRAME_TARGET`]) and
 //! hands the buffer over as soon as the stream would wait. Ready chunks share one write;
 //! a paced chunk goes out alone, at once. `ws` writes frames to a WebSocket sink instead.
+//! [`encode`] writes a chunk's bytes for all of them.
 
+pub mod encode;
 pub mod sse;
 pub mod text;
 pub mod ws;

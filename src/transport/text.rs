@@ -6,8 +6,9 @@ use poem::Body;
 
 use super::{Encoder, Frames};
 use crate::{
-    generator::{Chunk, ChunkRange, ChunkWriter, StreamParams},
+    generator::{Chunk, ChunkRange, StreamParams},
     streams::StreamGuard,
+    transport::encode::ChunkWriter,
 };
 
 /// Encodes chunks as lines of text.

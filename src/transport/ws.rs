@@ -16,9 +16,10 @@ use tokio::time::{self, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    generator::{Chunk, ChunkRange, ChunkWriter, StreamParams},
+    generator::{Chunk, ChunkRange, StreamParams},
     server::Expired,
     streams::{Outcome, StreamGuard},
+    transport::encode::ChunkWriter,
 };
 
 /// Largest frame, and largest message, a client may send: control messages are a few bytes.

@@ -17,30 +17,76 @@ async fn served_spec_is_the_committed_openapi_json() {
 }
 
 #[tokio::test]
-async fn spec_documents_the_text_stream() {
+async fn every_stream_operation_documents_the_parameters_the_server_enforces() {
+    use chunkstream::{
+        generator::{DEFAULT_COUNT, MAX_COUNT, MAX_INTERVAL_MS},
+        streams::Transport,
+    };
     let app = spawn_app().await;
     let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
-    let op = &spec["paths"]["/stream"]["get"];
-    let param = |name: &str| {
-        op["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap_or_else(|| panic!("parameter {name}"))
-            .clone()
-    };
-    assert_eq!(param("count")["schema"]["default"], 10);
-    assert_eq!(param("count")["schema"]["maximum"], 100_000_000.0);
-    assert_eq!(param("interval_ms")["schema"]["maximum"], 60_000.0);
-    assert_eq!(param("start")["schema"]["default"], 0);
-    let responses = &op["responses"];
-    assert!(responses["200"]["content"]["text/plain; charset=utf-8"].is_object());
-    assert_eq!(
-        responses["400"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
-        "#/components/schemas/ErrorBody"
-    );
-    assert!(responses["503"]["headers"]["RETRY-AFTER"].is_object());
+    for transport in Transport::ALL {
+        let path = transport.path();
+        let op = &spec["paths"][path]["get"];
+        let schema = |name: &str| {
+            op["parameters"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path}: no parameters"))
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == "query")
+                .unwrap_or_else(|| panic!("{path}: parameter {name}"))["schema"]
+                .clone()
+        };
+        // (parameter, default, maximum): the constants the server validates with.
+        for (name, default, maximum) in [
+            ("count", DEFAULT_COUNT, MAX_COUNT),
+            ("interval_ms", 0, MAX_INTERVAL_MS),
+            ("start", 0, MAX_COUNT),
+        ] {
+            let schema = schema(name);
+            assert_eq!(schema["type"], "integer", "{path} {name}");
+            assert_eq!(schema["format"], "uint64", "{path} {name}");
+            assert_eq!(schema["default"], default, "{path} {name}");
+            assert_eq!(schema["minimum"], 0.0, "{path} {name}");
+            assert_eq!(schema["maximum"], maximum as f64, "{path} {name}");
+            // And the server agrees with what the spec says at both ends.
+            let query = |value: u64| match name {
+                "start" => format!("{path}?count={MAX_COUNT}&start={value}&interval_ms=60000"),
+                _ => format!("{path}?{name}={value}&count=0"),
+            };
+            assert_eq!(
+                app.get(&query(maximum + 1)).await.status(),
+                400,
+                "{path} {name}"
+            );
+            if transport == Transport::Ws {
+                // Without an upgrade it is refused anyway, but not for this parameter.
+                let at_max = app.get(&query(maximum)).await.text().await.unwrap();
+                assert!(!at_max.contains(&format!("`{name}`")), "{path}: {at_max}");
+            } else {
+                let at_max = app
+                    .client
+                    .head(app.url(&query(maximum)))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(at_max.status(), 200, "{path} {name}={maximum}");
+            }
+        }
+        let responses = &op["responses"];
+        assert_eq!(
+            responses["400"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "{path}"
+        );
+        for status in ["429", "503"] {
+            assert!(
+                responses[status]["headers"]["RETRY-AFTER"].is_object(),
+                "{path} {status}"
+            );
+        }
+    }
+    let text = &spec["paths"]["/stream"]["get"]["responses"]["200"]["content"];
+    assert!(text["text/plain; charset=utf-8"].is_object());
     assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
 }
 
