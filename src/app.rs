@@ -192,11 +192,11 @@ impl Application {
         &self.shared.streams
     }
 
-    /// Serves until `signal` completes, then shuts down gracefully: open streams are told
-    /// to end at once, and the server waits for them at most the shutdown timeout.
+    /// Serves until `signal` completes, then shuts down gracefully (see [`crate::shutdown`]):
+    /// everything is told to end at once, and waited for at most the shutdown timeout.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let streams = self.shared.streams.clone();
-        let timeout = self.shared.config.shutdown_timeout();
+        let shutdown = self.shared.streams.shutdown().clone();
+        let deadline = self.shared.config.shutdown_timeout();
         let timeouts = self.shared.config.timeouts();
         let base = format!("http://{}", self.addr);
         tracing::info!("live page:     {base}/");
@@ -211,18 +211,22 @@ impl Application {
             tracing::info!("{name:<5} stream:  {base}{path}?count=10&interval_ms=300");
         }
         tracing::info!("OpenAPI:       {base}/openapi.json");
-        let token = streams.shutdown_token().clone();
-        let stop = async move {
+        tracing::info!(addr = %self.addr, "listening");
+        let serving = server::serve(self.listener, routes(self.shared), shutdown.clone(), timeouts);
+        let stopping = async {
             signal.await;
             tracing::info!("shutting down: ending open streams");
-            token.cancel();
+            shutdown.begin();
+            // Serving ends once shutdown has begun.
+            std::future::pending::<()>().await;
         };
-        tracing::info!(addr = %self.addr, "listening");
-        server::serve(self.listener, routes(self.shared), stop, timeout, timeouts).await?;
-        let tasks = streams.tasks();
-        tasks.close();
-        if tokio::time::timeout(timeout, tasks.wait()).await.is_err() {
-            tracing::warn!("shutdown timeout: some WebSocket streams did not end");
+        tokio::select! {
+            served = serving => served?,
+            () = stopping => {}
+        }
+        let unfinished = shutdown.finish(deadline).await;
+        if unfinished > 0 {
+            tracing::warn!(unfinished, "shutdown timeout: dropping connections still open");
         }
         tracing::info!("stopped");
         Ok(())

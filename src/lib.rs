@@ -3,8 +3,8 @@
 //! # Layout
 //! - [`generator`]: `Chunk`, `StreamParams` and `chunks()`, the only place chunks are made.
 //! - [`transport`]: each wire format (`text`, `sse`, `ws`) from the chunk stream, nothing more.
-//! - [`streams`]: the open-stream limits (server-wide and per client), the shutdown token,
-//!   and the guard that counts a stream's outcome however it ends.
+//! - [`streams`]: the open-stream limits (server-wide and per client) and the guard that
+//!   counts a stream's outcome however it ends.
 //! - [`client`]: who a request comes from, believing forwarded headers only from trusted
 //!   proxies.
 //! - [`metrics`]: the Prometheus series of the contract.
@@ -14,7 +14,8 @@
 //!   connection to its header, idle and stall deadlines.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
 //! - [`logging`]: the log output, with a field formatter cheap enough for a line per stream.
-//! - [`shutdown`]: the SIGINT/SIGTERM signal.
+//! - [`shutdown`]: shutdown in one place: the signal, one token, one task tracker, one
+//!   deadline.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

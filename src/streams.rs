@@ -15,10 +15,11 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::Instant,
 };
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Span;
 
-use crate::{client::Share, generator::StreamParams, metrics::Metrics, server::Activity};
+use crate::{
+    client::Share, generator::StreamParams, metrics::Metrics, server::Activity, shutdown::Shutdown,
+};
 
 /// The wire format a stream is sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,26 +129,24 @@ pub struct Limits {
     pub per_client: usize,
 }
 
-/// What every stream shares: the limits, the shutdown token, the task tracker and metrics.
+/// What every stream shares: the limits, the server's shutdown, and metrics.
 #[derive(Clone)]
 pub struct Streams {
     permits: Arc<Semaphore>,
     limits: Limits,
     shares: Arc<Shares>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+    shutdown: Shutdown,
     metrics: Metrics,
 }
 
 impl Streams {
-    /// Room for the streams `limits` allow.
-    pub fn new(limits: Limits, metrics: Metrics) -> Self {
+    /// Room for the streams `limits` allow, until `shutdown`.
+    pub fn new(limits: Limits, shutdown: Shutdown, metrics: Metrics) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limits.streams)),
             limits,
             shares: Arc::default(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            shutdown,
             metrics,
         }
     }
@@ -221,14 +220,9 @@ impl Streams {
         Ok(())
     }
 
-    /// Cancelled when the server shuts down: every generator and WebSocket loop watches it.
-    pub fn shutdown_token(&self) -> &CancellationToken {
+    /// The server's shutdown: every generator and WebSocket loop watches it.
+    pub fn shutdown(&self) -> &Shutdown {
         &self.shutdown
-    }
-
-    /// Tracks tasks poem does not (WebSocket connections), so shutdown can wait for them.
-    pub fn tasks(&self) -> &TaskTracker {
-        &self.tasks
     }
 
     /// The server's metrics.

@@ -31,6 +31,7 @@ use crate::{
     config::Config,
     generator::{self, ChunkRange, ParamsError, StreamParams},
     server::Activity,
+    shutdown::Shutdown,
     streams::{Limits, Refusal, StreamGuard, Streams, Transport},
 };
 
@@ -53,7 +54,7 @@ impl Shared {
             per_client: config.max_streams_per_client,
         };
         Self {
-            streams: Streams::new(limits, Default::default()),
+            streams: Streams::new(limits, Shutdown::default(), Default::default()),
             proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.iter().copied())),
             config: Arc::new(config),
         }
@@ -91,7 +92,7 @@ impl Shared {
         let guard = self
             .streams
             .open(transport, &params, share, connection, peer)?;
-        let chunks = generator::chunks(params, self.streams.shutdown_token().clone());
+        let chunks = generator::chunks(params, self.streams.shutdown().token().clone());
         Ok(Some((chunks, guard)))
     }
 }

@@ -164,15 +164,15 @@ impl WsApi {
         let span = guard.span().clone();
         let options = transport::ws::Options {
             ping: self.0.config.ws_ping(),
-            shutdown: streams.shutdown_token().clone(),
+            shutdown: streams.shutdown().token().clone(),
         };
         let upgraded = ws
             .config(transport::ws::config())
             .on_upgrade(move |socket| {
-                // poem spawns this future and forgets it: the tracker lets shutdown wait for
-                // it. (The generator does nothing until the loop polls it.)
+                // poem spawns this future and forgets it: tracked, shutdown waits for it.
+                // (The generator does nothing until the loop polls it.)
                 let (sink, incoming) = socket.split();
-                streams.tasks().track_future(
+                streams.shutdown().track(
                     transport::ws::run(sink, incoming, chunks, params, guard, options)
                         .instrument(span),
                 )

@@ -12,7 +12,6 @@ mod deadlines;
 
 use std::{
     convert::Infallible,
-    future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
@@ -34,11 +33,10 @@ use poem::{
     web::{LocalAddr, RemoteAddr},
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::deadlines::Deadlines;
 pub use self::deadlines::{Activity, Expired};
-use crate::config::Timeouts;
+use crate::{config::Timeouts, shutdown::Shutdown};
 
 /// How long to pause accepting after an error such as "too many open files".
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -58,30 +56,26 @@ const MAX_BUF_SIZE: usize = 16 * 1024;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const NOTSENT_LOWAT: u32 = 128 * 1024;
 
-/// Serves `ep` on `listener` until `signal` completes; then stops accepting, lets every
-/// connection finish its current response, and waits for them at most `timeout`. Every
-/// connection is held to `timeouts`.
+/// Serves `ep` on `listener`, every connection held to `timeouts`, until `shutdown` begins;
+/// then stops accepting. Each connection finishes the response in flight and closes; it is
+/// one of `shutdown`'s tasks, which [`Shutdown::finish`] waits for.
 pub async fn serve(
     listener: TcpListener,
     ep: impl IntoEndpoint<Endpoint: 'static>,
-    signal: impl Future<Output = ()>,
-    timeout: Duration,
+    shutdown: Shutdown,
     timeouts: Timeouts,
 ) -> io::Result<()> {
     let ep = Arc::new(ep.into_endpoint().map_to_response());
     let local = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let connections = TaskTracker::new();
-    let mut signal = std::pin::pin!(signal);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut signal => break,
+            () = shutdown.begun() => return Ok(()),
         };
         match accepted {
             Ok((stream, peer)) => {
-                let conn = connection(stream, local, peer, ep.clone(), stop.clone(), timeouts);
-                connections.spawn(conn);
+                let conn = connection(stream, local, peer, ep.clone(), shutdown.clone(), timeouts);
+                shutdown.spawn(conn);
             }
             Err(err) if is_transient(&err) => {}
             Err(err) => {
@@ -92,19 +86,6 @@ pub async fn serve(
             }
         }
     }
-    drop(listener);
-    stop.cancel();
-    connections.close();
-    if tokio::time::timeout(timeout, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = connections.len(),
-            "shutdown timeout: closing remaining connections"
-        );
-    }
-    Ok(())
 }
 
 /// Errors that concern one failed connection, not the listener.
@@ -124,7 +105,7 @@ async fn connection<E>(
     local: SocketAddr,
     peer: SocketAddr,
     ep: Arc<E>,
-    stop: CancellationToken,
+    shutdown: Shutdown,
     timeouts: Timeouts,
 ) where
     E: Endpoint<Output = poem::Response> + 'static,
@@ -174,7 +155,7 @@ async fn connection<E>(
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
-        () = stop.cancelled() => {
+        () = shutdown.begun() => {
             // Finish the response in flight (streams end at once on shutdown), then close.
             conn.as_mut().graceful_shutdown();
             conn.await

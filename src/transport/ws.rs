@@ -475,7 +475,7 @@ mod tests {
             streams: 10,
             per_client: 10,
         };
-        let streams = Streams::new(limits, Metrics::new());
+        let streams = Streams::new(limits, Default::default(), Metrics::new());
         let share = Share::of([127, 0, 0, 1].into());
         let guard = streams
             .open(Transport::Ws, &params, share, None, "test")
