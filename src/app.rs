@@ -212,7 +212,12 @@ impl Application {
         }
         tracing::info!("OpenAPI:       {base}/openapi.json");
         tracing::info!(addr = %self.addr, "listening");
-        let serving = server::serve(self.listener, routes(self.shared), shutdown.clone(), timeouts);
+        let serving = server::serve(
+            self.listener,
+            routes(self.shared),
+            shutdown.clone(),
+            timeouts,
+        );
         let stopping = async {
             signal.await;
             tracing::info!("shutting down: ending open streams");
@@ -226,7 +231,10 @@ impl Application {
         }
         let unfinished = shutdown.finish(deadline).await;
         if unfinished > 0 {
-            tracing::warn!(unfinished, "shutdown timeout: dropping connections still open");
+            tracing::warn!(
+                unfinished,
+                "shutdown timeout: dropping connections still open"
+            );
         }
         tracing::info!("stopped");
         Ok(())

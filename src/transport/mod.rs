@@ -179,3 +179,138 @@ where
         Poll::Ready(Some(Ok(frame)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::BufMut;
+    use futures_util::StreamExt;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::{
+        client::Share,
+        generator::{self, StreamParams},
+        metrics::Metrics,
+        streams::{Limits, Streams, Transport},
+    };
+
+    /// A wire format whose bytes say what happened: `c{index}`, `end`, `ka`.
+    struct Marks;
+
+    impl Encoder for Marks {
+        fn chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
+            out.put_slice(format!("c{} ", chunk.index).as_bytes());
+        }
+        fn end(&mut self, _count: u64, out: &mut BytesMut) {
+            out.put_slice(b"end ");
+        }
+        fn keep_alive(&mut self, out: &mut BytesMut) {
+            out.put_slice(b"ka ");
+        }
+    }
+
+    /// The SSE default keep-alive period.
+    const PERIOD: Duration = Duration::from_secs(15);
+
+    /// Runs a stream of `count` chunks `interval` apart through [`Frames`] with the keep-alive
+    /// `PERIOD`, cancelled after `cancel_after` if given; returns each frame with the second it
+    /// was handed over (and `"."` when the stream ended), and the outcome it was counted with.
+    async fn frames(
+        count: u64,
+        interval: Duration,
+        cancel_after: Option<Duration>,
+    ) -> (Vec<(u64, String)>, String) {
+        let params = StreamParams::new(count, interval.as_millis() as u64, 0).expect("params");
+        let limits = Limits {
+            streams: 1,
+            per_client: 0,
+        };
+        let streams = Streams::new(limits, Default::default(), Metrics::new());
+        let guard = streams
+            .open(
+                Transport::Sse,
+                &params,
+                Share::of([127, 0, 0, 1].into()),
+                None,
+                "test",
+            )
+            .expect("room");
+        let stop = CancellationToken::new();
+        if let Some(after) = cancel_after {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                stop.cancel();
+            });
+        }
+        let chunks = generator::chunks(params, stop);
+        let t0 = Instant::now();
+        let frames = Frames::new(chunks, Marks, guard, 0, count).keep_alive(PERIOD);
+        let mut got: Vec<(u64, String)> = frames
+            .map(|frame| {
+                let text = String::from_utf8(frame.expect("a frame").to_vec()).expect("text");
+                (t0.elapsed().as_secs(), text)
+            })
+            .collect()
+            .await;
+        got.push((t0.elapsed().as_secs(), ".".to_owned()));
+        let rendered = streams.metrics().render();
+        let outcome = rendered
+            .lines()
+            .find(|l| l.starts_with("chunkstream_streams_total") && l.ends_with(" 1"))
+            .and_then(|l| l.split("outcome=\"").nth(1))
+            .and_then(|l| l.split('"').next())
+            .expect("one outcome counted")
+            .to_owned();
+        (got, outcome)
+    }
+
+    fn at(frames: &[(u64, &str)]) -> Vec<(u64, String)> {
+        frames.iter().map(|&(t, s)| (t, s.to_owned())).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keep_alive_follows_each_full_period_of_silence_and_a_chunk_resets_the_clock() {
+        let (got, outcome) = frames(3, Duration::from_secs(40), None).await;
+        let expected = at(&[
+            (0, "c0 "),
+            (15, "ka "),
+            (30, "ka "),
+            (40, "c1 "),
+            (55, "ka "),
+            (70, "ka "),
+            (80, "c2 end "),
+            (80, "."),
+        ]);
+        assert_eq!(got, expected);
+        assert_eq!(outcome, "completed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_due_as_the_period_ends_leaves_no_room_for_a_keep_alive() {
+        let (got, _) = frames(3, PERIOD, None).await;
+        assert_eq!(
+            got,
+            at(&[(0, "c0 "), (15, "c1 "), (30, "c2 end "), (30, ".")])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_chunks_share_a_frame_and_nothing_follows_the_end() {
+        let (got, outcome) = frames(5, Duration::ZERO, None).await;
+        assert_eq!(got, at(&[(0, "c0 c1 c2 c3 c4 end "), (0, ".")]));
+        assert_eq!(outcome, "completed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_stream_at_once_without_its_end_and_counts_it() {
+        let (got, outcome) =
+            frames(10, Duration::from_secs(40), Some(Duration::from_secs(50))).await;
+        // Chunk 1 at 40 s; shutdown at 50 s ends the stream then, with no `end`.
+        let expected = at(&[(0, "c0 "), (15, "ka "), (30, "ka "), (40, "c1 "), (50, ".")]);
+        assert_eq!(got, expected);
+        assert_eq!(outcome, "shutdown");
+    }
+}

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chunkstream::{app::Application, config::Config};
+use chunkstream::{app::Application, config::Config, metrics::Metrics};
 use futures_util::StreamExt;
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -20,6 +20,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// A client for plain HTTP requests.
     pub client: reqwest::Client,
+    /// The server's metrics, readable after it has stopped too.
+    pub recorder: Metrics,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<io::Result<()>>>,
 }
@@ -61,6 +63,7 @@ pub async fn spawn_app_at(addr: SocketAddr, configure: impl FnOnce(&mut Config))
         .await
         .expect("bind the test address");
     let addr = app.local_addr();
+    let recorder = app.streams().metrics().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
         let _ = stopped.await;
@@ -68,6 +71,7 @@ pub async fn spawn_app_at(addr: SocketAddr, configure: impl FnOnce(&mut Config))
     TestApp {
         addr,
         client: reqwest::Client::new(),
+        recorder,
         stop: Some(stop),
         server: Some(server),
     }
@@ -96,13 +100,7 @@ impl TestApp {
             .text()
             .await
             .expect("metrics body");
-        text.lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| {
-                let (key, value) = l.rsplit_once(' ')?;
-                Some((key.to_owned(), value.parse().ok()?))
-            })
-            .collect()
+        series(&text)
     }
 
     /// One series, e.g. `metric("chunkstream_open_streams", &[("transport", "text")])`.
@@ -132,6 +130,17 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// Every series of a Prometheus text, keyed by `name{labels}` as rendered.
+pub fn series(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Polls `condition` until it holds, failing the test after `deadline`.
@@ -347,4 +356,22 @@ impl Binary {
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// Whether a test that needs an outside `tool` (Chromium, nginx) runs. When the tool is
+/// missing it fails under `CI` (set by `./scripts/test.sh`, which installs the tools), and
+/// is skipped with a printed reason otherwise, so that a plain `cargo test` passes on a
+/// machine without them.
+pub fn needs(tool: &str, installed: bool) -> bool {
+    if installed {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{tool} is not installed: ./scripts/test.sh installs it"
+    );
+    eprintln!(
+        "skipped: {tool} is not installed (./scripts/test.sh installs it and runs this test)"
+    );
+    false
 }

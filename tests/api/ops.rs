@@ -2,14 +2,15 @@
 //! (config errors, SIGTERM).
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use futures_util::StreamExt;
 
-use crate::helpers::{Process, binary, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{
+    Binary, Process, binary, outcome, series, spawn_app, spawn_app_with, wait_until,
+};
 
 #[tokio::test]
 async fn past_the_limit_streams_get_503_with_retry_after_until_one_closes() {
@@ -39,16 +40,9 @@ async fn past_the_limit_streams_get_503_with_retry_after_until_one_closes() {
     }
     // Health and metrics are not streams: they still answer.
     assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(outcome(&app, "text", "rejected").await, 1.0);
+    assert_eq!(outcome(&app, "sse", "rejected").await, 1.0);
     let app = &app;
-    let rejected = |t: &'static str| async move {
-        app.metric(
-            "chunkstream_streams_total",
-            &[("transport", t), ("outcome", "rejected")],
-        )
-        .await
-    };
-    assert_eq!(rejected("text").await, 1.0);
-    assert_eq!(rejected("sse").await, 1.0);
 
     open.pop();
     wait_until(Duration::from_secs(1), "a free slot", || async {
@@ -76,13 +70,14 @@ async fn head_gets_a_streams_headers_without_opening_one() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    // Nothing was opened, counted or sent, on any transport.
     let all = app.metrics().await;
-    let streams: f64 = all
+    let touched: Vec<_> = all
         .iter()
-        .filter(|(k, _)| k.starts_with("chunkstream_streams_total"))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(streams, 0.0, "a HEAD opened a stream: {all:?}");
+        .filter(|(name, value)| name.starts_with("chunkstream_") && **value != 0.0)
+        .collect();
+    assert!(touched.is_empty(), "a HEAD opened a stream: {touched:?}");
+    assert!(all.len() >= 3 * 9, "the contract's series: {all:?}");
 }
 
 #[tokio::test]
@@ -93,8 +88,8 @@ async fn metrics_tell_the_truth_after_mixed_endings() {
         app.get(path).await.text().await.unwrap();
     }
     let app = &app;
-    // One SSE client that vanishes mid-stream.
-    let resp = app.get("/stream/sse?count=1000&interval_ms=10").await;
+    // One SSE client that leaves after chunk 0 (chunk 1 is due a second later).
+    let resp = app.get("/stream/sse?count=1000&interval_ms=1000").await;
     let mut body = resp.bytes_stream();
     body.next().await.unwrap().unwrap();
     drop(body);
@@ -107,24 +102,21 @@ async fn metrics_tell_the_truth_after_mixed_endings() {
         || async { m("chunkstream_open_streams", "sse").await == 0.0 },
     )
     .await;
-    let outcome = |t: &'static str, o: &'static str| async move {
-        app.metric(
-            "chunkstream_streams_total",
-            &[("transport", t), ("outcome", o)],
-        )
-        .await
-    };
-    assert_eq!(outcome("text", "completed").await, 2.0);
-    assert_eq!(outcome("sse", "completed").await, 1.0);
-    assert_eq!(outcome("sse", "client_gone").await, 1.0);
-    assert_eq!(outcome("text", "client_gone").await, 0.0);
+    assert_eq!(outcome(app, "text", "completed").await, 2.0);
+    assert_eq!(outcome(app, "sse", "completed").await, 1.0);
+    assert_eq!(outcome(app, "sse", "client_gone").await, 1.0);
+    assert_eq!(outcome(app, "text", "client_gone").await, 0.0);
     assert_eq!(m("chunkstream_chunks_sent_total", "text").await, 10.0);
-    let sse_sent = m("chunkstream_chunks_sent_total", "sse").await;
-    assert!((5.0..1004.0).contains(&sse_sent), "{sse_sent}");
+    assert_eq!(m("chunkstream_chunks_sent_total", "sse").await, 4.0 + 1.0);
     assert_eq!(m("chunkstream_open_streams", "text").await, 0.0);
-    // Every series of the contract is there from the start, at zero if nothing happened.
+    // Every series of the contract (API.md, its names written out here) is there from the
+    // start, at zero if nothing happened.
     let all = app.metrics().await;
     for t in ["text", "sse", "ws"] {
+        for name in ["chunkstream_open_streams", "chunkstream_chunks_sent_total"] {
+            let key = format!("{name}{{transport=\"{t}\"}}");
+            assert!(all.contains_key(&key), "{key}");
+        }
         for o in [
             "completed",
             "client_gone",
@@ -132,6 +124,7 @@ async fn metrics_tell_the_truth_after_mixed_endings() {
             "stopped",
             "rejected",
             "protocol_error",
+            "stalled",
         ] {
             let key = format!("chunkstream_streams_total{{transport=\"{t}\",outcome=\"{o}\"}}");
             assert!(all.contains_key(&key), "{key}");
@@ -182,32 +175,81 @@ async fn hundreds_of_vanishing_clients_leave_no_stream_open() {
 }
 
 #[tokio::test]
-async fn shutdown_with_many_open_streams_is_prompt() {
+async fn shutdown_ends_every_open_stream_at_once_and_counts_each_once() {
+    use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+
     let app = spawn_app().await;
-    let mut bodies = Vec::new();
-    for i in 0..200 {
-        let path = if i % 2 == 0 {
-            "/stream?count=1000&interval_ms=1000"
-        } else {
-            "/stream/sse?count=1000&interval_ms=1000"
-        };
+    let per_transport = 60;
+    let (mut bodies, mut sockets) = (Vec::new(), Vec::new());
+    for i in 0..2 * per_transport {
+        let path = if i % 2 == 0 { "/stream" } else { "/stream/sse" };
+        // A client each, so every stream has its own connection.
         let client = reqwest::Client::new();
-        let resp = client.get(app.url(path)).send().await.unwrap();
-        bodies.push((client, resp.bytes_stream()));
+        let url = app.url(&format!("{path}?count=1000&interval_ms=1000"));
+        let resp = client.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let mut body = resp.bytes_stream();
+        body.next().await.expect("chunk 0").unwrap();
+        bodies.push((path, client, body));
     }
+    for _ in 0..per_transport {
+        let url = format!("ws://{}/stream/ws?count=1000&interval_ms=1000", app.addr);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        assert!(ws.next().await.unwrap().unwrap().is_text(), "chunk 0");
+        sockets.push(ws);
+    }
+    for t in ["text", "sse", "ws"] {
+        let open = app
+            .metric("chunkstream_open_streams", &[("transport", t)])
+            .await;
+        assert_eq!(open, per_transport as f64, "{t} streams opened");
+    }
+
+    let recorder = app.recorder.clone();
     let asked = Instant::now();
     let server = tokio::spawn(app.shutdown());
-    for (_, body) in &mut bodies {
+    for (path, _client, mut body) in bodies {
+        let mut rest = Vec::new();
         while let Some(frame) = body.next().await {
-            frame.expect("a clean end of every body");
+            rest.extend_from_slice(&frame.expect("a clean end of every body"));
         }
+        // Nothing more, and no SSE `end`: a resuming client must not think it complete.
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("end"),
+            "{path}: {rest:?}"
+        );
+    }
+    for mut ws in sockets {
+        let close = loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
     }
     server.await.unwrap().expect("clean stop");
-    assert!(
-        asked.elapsed() < Duration::from_millis(1000),
-        "{:?}",
-        asked.elapsed()
-    );
+    let elapsed = asked.elapsed();
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+
+    // Each stream counted once, as shut down; the outcomes add up to the streams opened.
+    let all = series(&recorder.render());
+    for t in ["text", "sse", "ws"] {
+        let ended: f64 = all
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with(&format!("chunkstream_streams_total{{transport=\"{t}\""))
+            })
+            .map(|(_, v)| v)
+            .sum();
+        let shutdown =
+            format!("chunkstream_streams_total{{transport=\"{t}\",outcome=\"shutdown\"}}");
+        assert_eq!(all[&shutdown], per_transport as f64, "{t}: {all:?}");
+        assert_eq!(ended, per_transport as f64, "{t}: {all:?}");
+        let open = format!("chunkstream_open_streams{{transport=\"{t}\"}}");
+        assert_eq!(all[&open], 0.0, "{t}");
+    }
 }
 
 #[test]
@@ -290,97 +332,118 @@ fn openapi_subcommand_prints_the_committed_document() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_ends_open_streams_cleanly_and_exits_zero() {
-    let log = std::env::temp_dir().join(format!("chunkstream-sigterm-{}.log", std::process::id()));
-    let mut child = binary(
-        &["--addr", "127.0.0.1:0"],
-        &[("RUST_LOG", "debug,hyper=trace"), ("NO_COLOR", "1")],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    // The server logs its URLs on stderr; take the base from the first, keep the rest.
-    let stderr = child.stderr.take().unwrap();
-    // Stopped even if an assertion fails (else the log reader would wait forever).
-    let mut server = Process(child);
-    let log_path = log.clone();
-    let (base_tx, base_rx) = tokio::sync::oneshot::channel();
-    let logger = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let mut file = std::fs::File::create(log_path).unwrap();
-        let mut base_tx = Some(base_tx);
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            writeln!(file, "{line}").unwrap();
-            if let Some(at) = line.find("http://")
-                && let Some(tx) = base_tx.take()
-            {
-                let url = &line[at..];
-                let _ = tx.send(url[..url.rfind('/').unwrap()].to_owned());
-            }
-        }
-    });
-    let base = base_rx.await.expect("the server logged its URL");
-    let client = reqwest::Client::new();
-    let mut text = client
-        .get(format!("{base}/stream?count=100&interval_ms=1000"))
-        .send()
-        .await
-        .unwrap()
-        .bytes_stream();
-    let mut sse = client
-        .get(format!("{base}/stream/sse?count=100&interval_ms=1000"))
-        .send()
-        .await
-        .unwrap()
-        .bytes_stream();
-    text.next().await.unwrap().unwrap();
-    sse.next().await.unwrap().unwrap();
-
-    let sent = Instant::now();
+/// Sends `signal` (`TERM`, `INT`) to `process`.
+fn kill(signal: &str, process: &Process) {
     let status = Command::new("kill")
-        .args(["-TERM", &server.0.id().to_string()])
+        .args([&format!("-{signal}"), &process.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    // Read both bodies to their end, keeping any error to report with the server's log.
-    let mut sse_rest = Vec::new();
-    let mut sse_error = None;
-    while let Some(frame) = sse.next().await {
-        match frame {
-            Ok(bytes) => sse_rest.extend_from_slice(&bytes),
-            Err(err) => sse_error = Some(format!("{err:?}")),
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_end_open_streams_cleanly_and_exit_zero() {
+    for signal in ["TERM", "INT"] {
+        let mut server = Binary::start(
+            &["--addr", "127.0.0.1:0"],
+            &[("RUST_LOG", "debug,hyper=trace")],
+            None,
+        )
+        .await;
+        let base = server.base.clone();
+        let client = reqwest::Client::new();
+        let open = |path: &str| {
+            client
+                .get(format!("{base}{path}?count=100&interval_ms=1000"))
+                .send()
+        };
+        let mut text = open("/stream").await.unwrap().bytes_stream();
+        let mut sse = open("/stream/sse").await.unwrap().bytes_stream();
+        text.next().await.unwrap().unwrap();
+        sse.next().await.unwrap().unwrap();
+
+        let sent = Instant::now();
+        kill(signal, &server.process);
+        // Read both bodies to their end, keeping any error to report with the server's log.
+        let mut sse_rest = Vec::new();
+        let mut sse_error = None;
+        while let Some(frame) = sse.next().await {
+            match frame {
+                Ok(bytes) => sse_rest.extend_from_slice(&bytes),
+                Err(err) => sse_error = Some(format!("{err:?}")),
+            }
         }
-    }
-    let mut text_error = None;
-    while let Some(frame) = text.next().await {
-        if let Err(err) = frame {
-            text_error = Some(format!("{err:?}"));
+        let mut text_error = None;
+        while let Some(frame) = text.next().await {
+            if let Err(err) = frame {
+                text_error = Some(format!("{err:?}"));
+            }
         }
+        let elapsed = sent.elapsed();
+        let exit = server.process.wait_exit(Duration::from_secs(10)).await;
+        let context = format!("SIG{signal}\n--- server log ---\n{}", server.log());
+        // At start it said where everything is.
+        for path in [
+            "/docs",
+            "/openapi.json",
+            "/stream?",
+            "/stream/sse?",
+            "/stream/ws?",
+        ] {
+            assert!(server.log().contains(path), "{path} not logged\n{context}");
+        }
+        assert_eq!(sse_error, None, "SSE did not end cleanly\n{context}");
+        assert_eq!(text_error, None, "text did not end cleanly\n{context}");
+        assert!(!String::from_utf8_lossy(&sse_rest).contains("event: end"));
+        assert_eq!(exit.code(), Some(0), "exit status\n{context}");
+        assert!(elapsed < Duration::from_secs(2), "{elapsed:?}\n{context}");
     }
+}
+
+#[tokio::test]
+async fn a_websocket_peer_that_reads_nothing_holds_shutdown_at_most_the_timeout() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut server = Binary::start(
+        &["--addr", "127.0.0.1:0", "--shutdown-timeout-secs", "2"],
+        &[("RUST_LOG", "info")],
+        None,
+    )
+    .await;
+    // A raw upgrade to a flat-out stream, then nothing read: the server's writes block.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "GET /stream/ws?count=100000000 HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        server.addr()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let base = server.base.clone();
+    wait_until(
+        Duration::from_secs(5),
+        "the WebSocket stream to open",
+        || async {
+            let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+            metrics
+                .text()
+                .await
+                .unwrap()
+                .contains("chunkstream_open_streams{transport=\"ws\"} 1")
+        },
+    )
+    .await;
+    let sent = Instant::now();
+    kill("TERM", &server.process);
+    let exit = server.process.wait_exit(Duration::from_secs(10)).await;
     let elapsed = sent.elapsed();
-    let exit = server.wait_exit(Duration::from_secs(10)).await;
-    logger.await.unwrap(); // the whole log: the server has exited, its stderr is closed
-    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
-    let context = format!("--- server log ---\n{server_log}");
-    // At start it said where everything is.
-    for path in [
-        "/docs",
-        "/openapi.json",
-        "/stream?",
-        "/stream/sse?",
-        "/stream/ws?",
-    ] {
-        assert!(server_log.contains(path), "{path} not logged\n{context}");
-    }
-    assert_eq!(sse_error, None, "SSE did not end cleanly\n{context}");
-    assert_eq!(text_error, None, "text did not end cleanly\n{context}");
-    assert!(!String::from_utf8_lossy(&sse_rest).contains("event: end"));
-    assert_eq!(exit.code(), Some(0), "exit status\n{context}");
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}\n{context}");
-    let _ = std::fs::remove_file(&log);
+    assert_eq!(exit.code(), Some(0), "{}", server.log());
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "{elapsed:?}\n{}",
+        server.log()
+    );
+    drop(tcp);
 }
 
 /// Server CPU time (user + system) so far, in clock ticks, from `/proc/<pid>/stat`.
@@ -400,36 +463,14 @@ async fn out_of_file_descriptors_accept_backs_off_and_recovers() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const FD_LIMIT: usize = 64;
-    let bin = env!("CARGO_BIN_EXE_chunkstream");
-    let mut child = Command::new("sh")
-        .args([
-            "-c",
-            &format!("ulimit -n {FD_LIMIT} && exec {bin} --addr 127.0.0.1:0"),
-        ])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    // Stopped even if an assertion fails (else the log reader below would wait forever).
-    let mut server = Process(child);
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    // Keep draining the log (the server warns on every failed accept) so it never blocks.
-    tokio::task::spawn_blocking(move || {
-        let mut addr_tx = Some(addr_tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("http://")
-                && let Some(tx) = addr_tx.take()
-            {
-                let host = line[at + 7..].split('/').next().unwrap().to_owned();
-                let _ = tx.send(host);
-            }
-        }
-    });
-    let addr = addr_rx.await.expect("the server logged its URL");
+    let mut server = Binary::start(
+        &["--addr", "127.0.0.1:0"],
+        &[("RUST_LOG", "info")],
+        Some(FD_LIMIT),
+    )
+    .await;
+    let pid = server.process.0.id();
+    let addr = server.addr().to_owned();
     // Roughly what is left for connections (tokio may still open a few of its own).
     let base_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -510,5 +551,5 @@ async fn out_of_file_descriptors_accept_backs_off_and_recovers() {
         },
     )
     .await;
-    server.terminate(Duration::from_secs(5)).await;
+    server.process.terminate(Duration::from_secs(5)).await;
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::helpers::{assert_leaving_client_stops_its_stream, spawn_app};
+use crate::helpers::{assert_leaving_client_stops_its_stream, outcome, spawn_app};
 
 fn lines(range: std::ops::Range<u64>) -> String {
     range.map(|i| format!("Data Chunk {i}\n")).collect()
@@ -59,13 +59,7 @@ async fn a_large_stream_arrives_complete_and_in_order() {
     let app = spawn_app().await;
     let body = app.get("/stream?count=200000").await.text().await.unwrap();
     assert_eq!(body, lines(0..200_000));
-    let completed = app
-        .metric(
-            "chunkstream_streams_total",
-            &[("transport", "text"), ("outcome", "completed")],
-        )
-        .await;
-    assert_eq!(completed, 1.0);
+    assert_eq!(outcome(&app, "text", "completed").await, 1.0);
 }
 
 #[tokio::test]
@@ -107,33 +101,5 @@ async fn a_client_that_leaves_stops_its_generator() {
     ] {
         assert_leaving_client_stops_its_stream(&app, "text", path).await;
     }
-    let gone = app
-        .metric(
-            "chunkstream_streams_total",
-            &[("transport", "text"), ("outcome", "client_gone")],
-        )
-        .await;
-    assert_eq!(gone, 2.0);
-}
-
-#[tokio::test]
-async fn shutdown_ends_an_open_text_body_cleanly_and_at_once() {
-    let app = spawn_app().await;
-    let resp = app.get("/stream?count=1000&interval_ms=1000").await;
-    let mut body = resp.bytes_stream();
-    let first = body.next().await.expect("first line").unwrap();
-    assert_eq!(&first[..], b"Data Chunk 0\n");
-    let asked = Instant::now();
-    let server = tokio::spawn(app.shutdown());
-    // The body ends without an error (a clean end of the chunked body), long before the
-    // next chunk would have been due.
-    let rest: Vec<_> = body.collect().await;
-    assert!(rest.iter().all(Result::is_ok), "{rest:?}");
-    assert!(asked.elapsed() < Duration::from_millis(500));
-    server.await.unwrap().expect("server stopped cleanly");
-    assert!(
-        asked.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        asked.elapsed()
-    );
+    assert_eq!(outcome(&app, "text", "client_gone").await, 2.0);
 }
