@@ -87,7 +87,8 @@ pub struct Config {
     #[arg(
         long = "trusted-proxy",
         env = "CHUNKSTREAM_TRUSTED_PROXY",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_proxy
     )]
     pub trusted_proxies: Vec<IpAddr>,
 
@@ -172,6 +173,13 @@ fn parse_max_streams(raw: &str) -> Result<usize, String> {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("`{raw}` is not a positive whole number of streams")),
     }
+}
+
+/// A proxy's IP address (spaces around it, as in a comma-separated list, are allowed).
+fn parse_proxy(raw: &str) -> Result<IpAddr, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| format!("`{raw}` is not an IP address"))
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, lower-case, no path.

@@ -342,8 +342,19 @@ impl Binary {
         });
         let base = tokio::time::timeout(Duration::from_secs(10), base_rx)
             .await
-            .expect("the server logged its URL within 10 s")
-            .expect("the server logged its URL");
+            .ok()
+            .and_then(Result::ok);
+        let Some(base) = base else {
+            // Give the log reader a moment to take the last lines of a server that exited.
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while log.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            panic!("the server logged no URL within 10 s; its log:\n{log}");
+        };
         Self { process, base, log }
     }
 

@@ -553,3 +553,67 @@ async fn out_of_file_descriptors_accept_backs_off_and_recovers() {
     .await;
     server.process.terminate(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn environment_values_take_effect_in_the_binary() {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue};
+
+    let mut server = Binary::start(
+        &["--addr", "127.0.0.1:0"],
+        &[
+            ("RUST_LOG", "info"),
+            ("CHUNKSTREAM_SSE_RETRY_MS", "250"),
+            ("CHUNKSTREAM_MAX_STREAMS_PER_CLIENT", "1"),
+            // Lists are comma-separated; the entries that matter here come second.
+            ("CHUNKSTREAM_TRUSTED_PROXY", "10.9.9.9, 127.0.0.1"),
+            (
+                "CHUNKSTREAM_ALLOWED_ORIGIN",
+                "https://a.example,https://b.example",
+            ),
+        ],
+        None,
+    )
+    .await;
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    let sse = client
+        .get(format!("{base}/stream/sse?count=1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(sse.text().await.unwrap().starts_with("retry: 250\n"));
+    // A share of one stream: the second from this client is refused...
+    let url = format!("{base}/stream?count=100&interval_ms=1000");
+    let held = client.get(&url).send().await.unwrap();
+    assert_eq!(held.status(), 200);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 429);
+    // ...but one forwarded by a trusted proxy (127.0.0.1) is another client's.
+    let forwarded = client
+        .get(&url)
+        .header("X-Forwarded-For", "198.51.100.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 200);
+    drop((held, forwarded));
+    // The second allowed origin opens a WebSocket; another is refused.
+    for (origin, allowed) in [("https://b.example", true), ("https://c.example", false)] {
+        let url = format!("ws://{}/stream/ws?count=1", server.addr());
+        let mut request = url.into_client_request().unwrap();
+        let value = HeaderValue::from_str(origin).unwrap();
+        request.headers_mut().insert("origin", value);
+        // Another client each time (the share is one stream).
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", HeaderValue::from_static("198.51.100.10"));
+        let result = tokio_tungstenite::connect_async(request).await;
+        match (result, allowed) {
+            (Ok(_), true) => {}
+            (Err(tokio_tungstenite::tungstenite::Error::Http(resp)), false) => {
+                assert_eq!(resp.status(), 403, "{origin}");
+            }
+            (result, _) => panic!("{origin}: {result:?}"),
+        }
+    }
+    server.process.terminate(Duration::from_secs(5)).await;
+}
