@@ -16,7 +16,8 @@ use crate::{
     api::{self, HeadRequest, Shared},
     config::Config,
     server,
-    streams::{Streams, Transport},
+    streams::Streams,
+    transport::Transport,
 };
 
 /// The live page and its assets, compiled into the binary.

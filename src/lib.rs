@@ -2,12 +2,13 @@
 //!
 //! # Layout
 //! - [`generator`]: `Chunk`, `StreamParams` and `chunks()`, the only place chunks are made.
-//! - [`transport`]: each wire format (`text`, `sse`, `ws`) from the chunk stream, nothing more.
+//! - [`transport`]: the list of transports, and each wire format (`text`, `sse`, `ws`) from
+//!   the chunk stream, nothing more.
 //! - [`streams`]: the open-stream limits (server-wide and per client) and the guard that
 //!   counts a stream's outcome however it ends.
 //! - [`client`]: who a request comes from, believing forwarded headers only from trusted
 //!   proxies.
-//! - [`metrics`]: the Prometheus series of the contract.
+//! - [`metrics`]: the Prometheus series of the contract, and the outcomes a stream ends with.
 //! - [`api`]: the poem-openapi service: operations, validation, JSON errors, the spec.
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
 //! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint, holding every

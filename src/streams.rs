@@ -18,87 +18,13 @@ use tokio::{
 use tracing::Span;
 
 use crate::{
-    client::Share, generator::StreamParams, metrics::Metrics, server::Activity, shutdown::Shutdown,
+    client::Share,
+    generator::StreamParams,
+    metrics::{Metrics, Outcome},
+    server::Activity,
+    shutdown::Shutdown,
+    transport::Transport,
 };
-
-/// The wire format a stream is sent in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// `GET /stream`: chunked `text/plain`.
-    Text,
-    /// `GET /stream/sse`: Server-Sent Events.
-    Sse,
-    /// `GET /stream/ws`: WebSocket.
-    Ws,
-}
-
-impl Transport {
-    /// Every transport, in metric-label order.
-    pub const ALL: [Transport; 3] = [Transport::Text, Transport::Sse, Transport::Ws];
-
-    /// The `transport` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Text => "text",
-            Transport::Sse => "sse",
-            Transport::Ws => "ws",
-        }
-    }
-
-    /// The route that streams with it.
-    pub fn path(self) -> &'static str {
-        match self {
-            Transport::Text => "/stream",
-            Transport::Sse => "/stream/sse",
-            Transport::Ws => "/stream/ws",
-        }
-    }
-}
-
-/// How a stream ended: the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every chunk was sent.
-    Completed,
-    /// The client went away first (the default when a guard is dropped unfinished).
-    ClientGone,
-    /// The server shut down.
-    Shutdown,
-    /// A WebSocket client sent `stop`.
-    Stopped,
-    /// Refused: too many open streams (503).
-    Rejected,
-    /// A WebSocket peer broke the protocol (close 1003/1009) or stopped answering pings.
-    ProtocolError,
-    /// The client accepted no bytes for the stall timeout.
-    Stalled,
-}
-
-impl Outcome {
-    /// Every outcome, in metric-label order.
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Completed,
-        Outcome::ClientGone,
-        Outcome::Shutdown,
-        Outcome::Stopped,
-        Outcome::Rejected,
-        Outcome::ProtocolError,
-        Outcome::Stalled,
-    ];
-
-    /// The `outcome` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::ClientGone => "client_gone",
-            Outcome::Shutdown => "shutdown",
-            Outcome::Stopped => "stopped",
-            Outcome::Rejected => "rejected",
-            Outcome::ProtocolError => "protocol_error",
-            Outcome::Stalled => "stalled",
-        }
-    }
-}
 
 /// Why a stream was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

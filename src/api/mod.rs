@@ -32,7 +32,8 @@ use crate::{
     generator::{self, ChunkRange, ParamsError, StreamParams},
     server::Activity,
     shutdown::Shutdown,
-    streams::{Limits, Refusal, StreamGuard, Streams, Transport},
+    streams::{Limits, Refusal, StreamGuard, Streams},
+    transport::Transport,
 };
 
 /// What the operations share: the open streams and the configuration.

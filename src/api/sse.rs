@@ -7,7 +7,7 @@ use poem_openapi::{
 };
 
 use super::{EventChunks, Shared, StreamError, Tag, default_count, params};
-use crate::{streams::Transport, transport};
+use crate::transport::{self, Transport};
 
 /// The SSE transport.
 pub struct SseApi(pub Shared);

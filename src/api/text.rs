@@ -4,7 +4,7 @@ use poem::{Body, Request};
 use poem_openapi::{ApiResponse, OpenApi, param::Query};
 
 use super::{Shared, StreamError, Tag, TextChunks, default_count, params};
-use crate::{streams::Transport, transport};
+use crate::transport::{self, Transport};
 
 /// The text transport.
 pub struct TextApi(pub Shared);

@@ -20,7 +20,7 @@ use poem_openapi::{
 use tracing::Instrument;
 
 use super::{ChunkSchema, ErrorBody, Shared, StreamError, Tag, default_count, params};
-use crate::{streams::Transport, transport};
+use crate::transport::{self, Transport};
 
 /// The WebSocket transport.
 pub struct WsApi(pub Shared);

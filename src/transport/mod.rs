@@ -1,5 +1,8 @@
 //! Transports: each turns the generator's chunk stream into its wire format, nothing more.
 //!
+//! [`Transport`] lists them: every route, label and test that covers "every transport"
+//! comes from that one list.
+//!
 //! `text` and `sse` are HTTP bodies built by one combinator, [`Frames`]: it encodes the ready
 //! chunks (ranges of them from the generator) into one buffer (up to [`FRAME_TARGET`]) and
 //! hands the buffer over as soon as the stream would wait. Ready chunks share one write;
@@ -7,32 +10,51 @@
 //! [`encode`] writes a chunk's bytes for all of them.
 
 pub mod encode;
+mod frames;
 pub mod sse;
 pub mod text;
 pub mod ws;
 
-use std::{
-    io,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use bytes::BytesMut;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
-use tokio::time::{Instant, Sleep, sleep};
+pub use self::frames::Frames;
+use crate::generator::Chunk;
 
-use crate::{
-    generator::{Chunk, ChunkRange},
-    streams::{Outcome, StreamGuard},
-};
+/// The wire format a stream is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `GET /stream`: chunked `text/plain`.
+    Text,
+    /// `GET /stream/sse`: Server-Sent Events.
+    Sse,
+    /// `GET /stream/ws`: WebSocket.
+    Ws,
+}
 
+impl Transport {
+    /// Every transport, in metric-label order.
+    pub const ALL: [Transport; 3] = [Transport::Text, Transport::Sse, Transport::Ws];
+
+    /// The `transport` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Text => "text",
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+        }
+    }
+
+    /// The route that streams with it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Transport::Text => "/stream",
+            Transport::Sse => "/stream/sse",
+            Transport::Ws => "/stream/ws",
+        }
+    }
+}
 /// A buffer is handed to hyper once it holds this much, even if more chunks are ready.
 pub const FRAME_TARGET: usize = 64 * 1024;
-
-/// First allocation for a buffer when the stream was not flowing flat out.
-const SMALL_FRAME: usize = 256;
-
 /// The bytes of one wire format.
 pub trait Encoder: Send + Unpin + 'static {
     /// Bytes sent before the first chunk.
@@ -43,274 +65,4 @@ pub trait Encoder: Send + Unpin + 'static {
     fn end(&mut self, _count: u64, _out: &mut BytesMut) {}
     /// Bytes sent when nothing was sent for the keep-alive period.
     fn keep_alive(&mut self, _out: &mut BytesMut) {}
-}
-
-/// The chunk stream `S`, encoded by `E` into coalesced frames for an HTTP body.
-///
-/// Owns the stream's [`StreamGuard`]: when hyper drops the body (client gone) the
-/// generator and the guard go with it, and the guard records the outcome.
-pub struct Frames<S, E> {
-    chunks: Pin<Box<S>>,
-    /// Chunks handed over by the generator and not encoded yet (a frame filled first).
-    pending: ChunkRange,
-    encoder: E,
-    guard: StreamGuard,
-    /// The index after the last chunk handed over: the stream is complete when the
-    /// generator ends with `next == count`.
-    next: u64,
-    count: u64,
-    started: bool,
-    done: bool,
-    /// The last frame was full: ready chunks are flowing, so allocate a full frame at once.
-    /// (A fresh buffer per frame: hyper queues several frames before it writes, so reusing
-    /// one buffer never gets it back in time, and `split` costs an extra allocation.)
-    flowing: bool,
-    keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
-}
-
-impl<S, E> Frames<S, E>
-where
-    S: Stream<Item = ChunkRange> + Send + 'static,
-    E: Encoder,
-{
-    /// Frames for the chunks `start..count`.
-    pub fn new(chunks: S, encoder: E, guard: StreamGuard, start: u64, count: u64) -> Self {
-        Self {
-            chunks: Box::pin(chunks),
-            pending: ChunkRange::empty(start),
-            encoder,
-            guard,
-            next: start,
-            count,
-            started: false,
-            done: false,
-            flowing: false,
-            keep_alive: None,
-        }
-    }
-
-    /// Sends the encoder's keep-alive whenever nothing was sent for `period`.
-    pub fn keep_alive(mut self, period: Duration) -> Self {
-        self.keep_alive = Some((period, Box::pin(sleep(period))));
-        self
-    }
-
-    /// Encodes ready chunks until the generator would wait, ends, or a frame is full.
-    fn fill(&mut self, cx: &mut Context<'_>, out: &mut BytesMut) {
-        let mut sent = 0;
-        'fill: loop {
-            for chunk in self.pending.by_ref() {
-                self.encoder.chunk(chunk, out);
-                sent += 1;
-                if out.len() >= FRAME_TARGET {
-                    break 'fill;
-                }
-            }
-            match self.chunks.as_mut().poll_next(cx) {
-                Poll::Ready(Some(range)) => {
-                    self.next = range.end();
-                    self.pending = range;
-                }
-                Poll::Ready(None) => {
-                    self.done = true;
-                    if self.next == self.count {
-                        self.encoder.end(self.count, out);
-                        self.guard.finish(Outcome::Completed);
-                    } else {
-                        // The generator only ends early when the server shuts down.
-                        self.guard.finish(Outcome::Shutdown);
-                    }
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        if sent > 0 {
-            self.guard.sent(sent);
-        }
-    }
-}
-
-impl<S, E> Stream for Frames<S, E>
-where
-    S: Stream<Item = ChunkRange> + Send + 'static,
-    E: Encoder,
-{
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let capacity = if this.flowing {
-            FRAME_TARGET + SMALL_FRAME
-        } else {
-            SMALL_FRAME
-        };
-        let mut out = BytesMut::with_capacity(capacity);
-        if !this.started {
-            this.started = true;
-            this.encoder.head(&mut out);
-        }
-        this.fill(cx, &mut out);
-        this.flowing = out.len() >= FRAME_TARGET;
-        let frame = out.freeze();
-        if frame.is_empty() && !this.done {
-            let Some((period, timer)) = &mut this.keep_alive else {
-                return Poll::Pending;
-            };
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let mut out = BytesMut::with_capacity(SMALL_FRAME);
-            this.encoder.keep_alive(&mut out);
-            timer.as_mut().reset(Instant::now() + *period);
-            // Register the timer's waker again for the next period.
-            let _ = timer.as_mut().poll(cx);
-            return Poll::Ready(Some(Ok(out.freeze())));
-        }
-        if frame.is_empty() {
-            return Poll::Ready(None);
-        }
-        if let Some((period, timer)) = &mut this.keep_alive {
-            timer.as_mut().reset(Instant::now() + *period);
-        }
-        Poll::Ready(Some(Ok(frame)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use bytes::BufMut;
-    use futures_util::StreamExt;
-    use tokio_util::sync::CancellationToken;
-
-    use super::*;
-    use crate::{
-        client::Share,
-        generator::{self, StreamParams},
-        metrics::Metrics,
-        streams::{Limits, Streams, Transport},
-    };
-
-    /// A wire format whose bytes say what happened: `c{index}`, `end`, `ka`.
-    struct Marks;
-
-    impl Encoder for Marks {
-        fn chunk(&mut self, chunk: Chunk, out: &mut BytesMut) {
-            out.put_slice(format!("c{} ", chunk.index).as_bytes());
-        }
-        fn end(&mut self, _count: u64, out: &mut BytesMut) {
-            out.put_slice(b"end ");
-        }
-        fn keep_alive(&mut self, out: &mut BytesMut) {
-            out.put_slice(b"ka ");
-        }
-    }
-
-    /// The SSE default keep-alive period.
-    const PERIOD: Duration = Duration::from_secs(15);
-
-    /// Runs a stream of `count` chunks `interval` apart through [`Frames`] with the keep-alive
-    /// `PERIOD`, cancelled after `cancel_after` if given; returns each frame with the second it
-    /// was handed over (and `"."` when the stream ended), and the outcome it was counted with.
-    async fn frames(
-        count: u64,
-        interval: Duration,
-        cancel_after: Option<Duration>,
-    ) -> (Vec<(u64, String)>, String) {
-        let params = StreamParams::new(count, interval.as_millis() as u64, 0).expect("params");
-        let limits = Limits {
-            streams: 1,
-            per_client: 0,
-        };
-        let streams = Streams::new(limits, Default::default(), Metrics::new());
-        let guard = streams
-            .open(
-                Transport::Sse,
-                &params,
-                Share::of([127, 0, 0, 1].into()),
-                None,
-                "test",
-            )
-            .expect("room");
-        let stop = CancellationToken::new();
-        if let Some(after) = cancel_after {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(after).await;
-                stop.cancel();
-            });
-        }
-        let chunks = generator::chunks(params, stop);
-        let t0 = Instant::now();
-        let frames = Frames::new(chunks, Marks, guard, 0, count).keep_alive(PERIOD);
-        let mut got: Vec<(u64, String)> = frames
-            .map(|frame| {
-                let text = String::from_utf8(frame.expect("a frame").to_vec()).expect("text");
-                (t0.elapsed().as_secs(), text)
-            })
-            .collect()
-            .await;
-        got.push((t0.elapsed().as_secs(), ".".to_owned()));
-        let rendered = streams.metrics().render();
-        let outcome = rendered
-            .lines()
-            .find(|l| l.starts_with("chunkstream_streams_total") && l.ends_with(" 1"))
-            .and_then(|l| l.split("outcome=\"").nth(1))
-            .and_then(|l| l.split('"').next())
-            .expect("one outcome counted")
-            .to_owned();
-        (got, outcome)
-    }
-
-    fn at(frames: &[(u64, &str)]) -> Vec<(u64, String)> {
-        frames.iter().map(|&(t, s)| (t, s.to_owned())).collect()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_keep_alive_follows_each_full_period_of_silence_and_a_chunk_resets_the_clock() {
-        let (got, outcome) = frames(3, Duration::from_secs(40), None).await;
-        let expected = at(&[
-            (0, "c0 "),
-            (15, "ka "),
-            (30, "ka "),
-            (40, "c1 "),
-            (55, "ka "),
-            (70, "ka "),
-            (80, "c2 end "),
-            (80, "."),
-        ]);
-        assert_eq!(got, expected);
-        assert_eq!(outcome, "completed");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_chunk_due_as_the_period_ends_leaves_no_room_for_a_keep_alive() {
-        let (got, _) = frames(3, PERIOD, None).await;
-        assert_eq!(
-            got,
-            at(&[(0, "c0 "), (15, "c1 "), (30, "c2 end "), (30, ".")])
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn ready_chunks_share_a_frame_and_nothing_follows_the_end() {
-        let (got, outcome) = frames(5, Duration::ZERO, None).await;
-        assert_eq!(got, at(&[(0, "c0 c1 c2 c3 c4 end "), (0, ".")]));
-        assert_eq!(outcome, "completed");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_ends_the_stream_at_once_without_its_end_and_counts_it() {
-        let (got, outcome) =
-            frames(10, Duration::from_secs(40), Some(Duration::from_secs(50))).await;
-        // Chunk 1 at 40 s; shutdown at 50 s ends the stream then, with no `end`.
-        let expected = at(&[(0, "c0 "), (15, "ka "), (30, "ka "), (40, "c1 "), (50, ".")]);
-        assert_eq!(got, expected);
-        assert_eq!(outcome, "shutdown");
-    }
 }

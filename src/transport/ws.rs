@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     generator::{Chunk, ChunkRange, StreamParams},
+    metrics::Outcome,
     server::Expired,
-    streams::{Outcome, StreamGuard},
+    streams::StreamGuard,
     transport::encode::ChunkWriter,
 };
 
@@ -402,7 +403,8 @@ mod tests {
         client::Share,
         generator::{self, StreamParams},
         metrics::Metrics,
-        streams::{Limits, Streams, Transport},
+        streams::{Limits, Streams},
+        transport::Transport,
     };
 
     /// What the loop did to its sink.
