@@ -54,8 +54,8 @@ pub fn routes(shared: Shared) -> impl Endpoint + 'static {
 
 /// The API's operations go straight to the OpenAPI service, which routes them itself; any
 /// other path goes to `rest`. (Mounted inside the outer `Route` instead, each stream request
-/// passed two routers and two more boxed futures: ~15% of a short stream's instructions,
-/// by callgrind.)
+/// would pass two routers and two more boxed futures: a measurable part of a short stream's
+/// work; BENCHMARKS.md, "History by commit".)
 struct Split<A, R> {
     api_paths: Vec<String>,
     api: A,

@@ -43,9 +43,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The most a connection buffers in hyper: the request head it reads, and the response bytes
 /// queued for a client that is not reading (hyper polls the body for more only below it).
-/// hyper's default is about 400 KiB; with one of the transports' frames on top, a stalled
-/// stream would hold ~0.5 MiB (BENCHMARKS.md, "Stalled clients"). It also caps a request
-/// head: a larger one gets 431.
+/// hyper's default is about 400 KiB, which every stalled stream would hold on top of one of
+/// the transports' frames (BENCHMARKS.md, "Stalled clients"). It also caps a request head:
+/// a larger one gets 431.
 const MAX_BUF_SIZE: usize = 16 * 1024;
 
 /// The most bytes the kernel holds unsent for a connection (`TCP_NOTSENT_LOWAT`; what is in
@@ -134,9 +134,10 @@ async fn connection<E>(
                 Scheme::HTTP,
             ));
             // Boxed on purpose: hyper keeps one box for the service future for a connection's
-            // whole life, sized for that future, and poem's endpoint future is ~5.8 KiB (DHAT).
+            // whole life, sized for that future, and poem's endpoint future is several KiB.
             // Boxed here, it lives only until the response head is ready, and an idle
-            // streaming connection keeps a few bytes instead.
+            // streaming connection keeps a few bytes instead (BENCHMARKS.md, "Memory per
+            // connection").
             let resp = hyper::Response::from(Box::pin(ep.get_response(req)).await);
             let activity = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 // The connection is the WebSocket's now; its body is the empty 101's.
