@@ -395,6 +395,11 @@ pub struct Held {
     pub lag_ms: Vec<f64>,
     /// The same for events that arrived while streams were still being opened.
     pub ramp_lag_ms: Vec<f64>,
+    /// Lateness of each steady-state event against the one before it, ms:
+    /// arrival − (previous arrival + interval), at least 0. A server that sleeps `interval`
+    /// after each chunk never makes up a delay, which then counts in every later `lag_ms`
+    /// of its stream; this counts it once.
+    pub gap_lag_ms: Vec<f64>,
     /// How long opening all streams took.
     pub ramp_secs: f64,
     /// The kernel's `ListenOverflows` count during the ramp (connections the server was
@@ -503,6 +508,9 @@ pub async fn held(
                         }
                         if at >= all_open {
                             held.lag_ms.push(lag);
+                            let gap_due = arrivals[k - 1] + interval;
+                            held.gap_lag_ms
+                                .push(at.saturating_duration_since(gap_due).as_secs_f64() * 1e3);
                         } else {
                             held.ramp_lag_ms.push(lag);
                         }

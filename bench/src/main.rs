@@ -182,7 +182,10 @@ fn setup(args: &RunArgs) -> anyhow::Result<Setup> {
         chunkstream_log: args.server_log.clone(),
         chunkstream_env: args.server_env.clone(),
         external,
-        log_dir: std::env::temp_dir().join("chunkstream-bench-logs"),
+        // One folder per run, so that two runs at once (or fresh servers) keep their logs.
+        log_dir: std::env::temp_dir()
+            .join("chunkstream-bench-logs")
+            .join(std::process::id().to_string()),
         flask: None,
     };
     Ok(Setup {

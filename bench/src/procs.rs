@@ -91,9 +91,11 @@ impl Launcher {
         }
         let addr = free_port()?;
         fs::create_dir_all(&self.log_dir)?;
-        let log_path = self
-            .log_dir
-            .join(format!("{}.log", kind.name().replace(' ', "-")));
+        let log_path = self.log_dir.join(format!(
+            "{}-{}.log",
+            kind.name().replace(' ', "-"),
+            addr.port()
+        ));
         let log = fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = match kind {

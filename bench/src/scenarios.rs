@@ -690,6 +690,8 @@ pub async fn stream_sampling_rss(
 /// What a reader that stalls mid-stream and then leaves cost the server.
 #[derive(Debug, serde::Serialize)]
 pub struct StalledReader {
+    /// Server CPU in the 2 s before the request, % of one core.
+    pub cpu_idle_pct: f64,
     /// Server RSS before the request, KiB.
     pub idle_kib: u64,
     /// Server RSS once the reader had read about 1 MiB, KiB.
@@ -717,6 +719,10 @@ pub async fn reader_stalls_then_leaves(
     server: &Server,
     stall: Duration,
 ) -> anyhow::Result<StalledReader> {
+    // What the server spends with no client at all (timers, heartbeats), for comparison.
+    let cpu_idle_start = server.cpu();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu_idle = diff(cpu_idle_start, server.cpu());
     let idle_kib = server.rss_kib().unwrap_or(0);
     let mut conn = load::open(server.addr, Route::Text, "count=10000000", false, 64 * 1024).await?;
     // Read about 1 MiB, then stop.
@@ -743,6 +749,7 @@ pub async fn reader_stalls_then_leaves(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cpu_after = diff(cpu_after_start, server.cpu());
     Ok(StalledReader {
+        cpu_idle_pct: cpu_idle.as_secs_f64() / 2.0 * 100.0,
         idle_kib,
         reading_kib,
         peak_kib,

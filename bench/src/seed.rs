@@ -106,6 +106,8 @@ struct HeldSummary {
     lag_ms_p99: f64,
     lag_ms_max: f64,
     lag_samples: usize,
+    gap_lag_ms_p50: f64,
+    gap_lag_ms_p99: f64,
     rss_before_kib: u64,
     rss_held_kib: u64,
     ramp_secs: f64,
@@ -321,6 +323,8 @@ impl Seed {
                 lag_ms_p99: percentile(&lags, 99.0),
                 lag_ms_max: lags.last().copied().unwrap_or(0.0),
                 lag_samples: lags.len(),
+                gap_lag_ms_p50: median(&held.gap_lag_ms),
+                gap_lag_ms_p99: percentile(&held.gap_lag_ms, 99.0),
                 rss_before_kib: held.rss_before_kib,
                 rss_held_kib: held.rss_held_kib,
                 ramp_secs: held.ramp_secs,
@@ -466,10 +470,13 @@ impl Seed {
         );
         let perf = |i: usize| {
             format!(
-                "{} lines/s; {} req/s; {} CPU after a client left",
-                self.cell(&self.lines, i, |r| si(r.per_s)),
-                self.cell(&self.requests, i, |r| si(r.per_s)),
-                self.cell(&self.leave, i, |r| format!("{:.1}%", r.cpu_after_pct)),
+                "{}; {}; {}",
+                self.cell(&self.lines, i, |r| format!("{} lines/s", si(r.per_s))),
+                self.cell(&self.requests, i, |r| format!("{} req/s", si(r.per_s))),
+                self.cell(&self.leave, i, |r| format!(
+                    "{:.1}% CPU after a client left",
+                    r.cpu_after_pct
+                )),
             )
         };
         let _ = writeln!(
@@ -480,8 +487,8 @@ impl Seed {
         );
         let scale = |h: &HeldSummary| {
             format!(
-                "{}/{} held; {:.1} KiB each; p99 lag {:.1} ms",
-                h.held, h.wanted, h.kib_per_stream, h.lag_ms_p99
+                "{}/{} held; {:.1} KiB each; p99 lag {:.1} ms ({:.1} ms per chunk)",
+                h.held, h.wanted, h.kib_per_stream, h.lag_ms_p99, h.gap_lag_ms_p99
             )
         };
         let _ = writeln!(
@@ -525,7 +532,8 @@ impl Seed {
         let held = |h: &HeldSummary| {
             format!(
                 "{}/{} held, {} failed; {:.1} KiB RSS per stream (RSS {:.1} → {:.1} MiB); \
-                 lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} chunks); opened in {:.1} s",
+                 lag behind schedule p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} chunks); \
+                 behind the previous chunk + 5 s: p50 {:.1} ms, p99 {:.1} ms; opened in {:.1} s",
                 h.held,
                 h.wanted,
                 h.failed,
@@ -536,6 +544,8 @@ impl Seed {
                 h.lag_ms_p99,
                 h.lag_ms_max,
                 h.lag_samples,
+                h.gap_lag_ms_p50,
+                h.gap_lag_ms_p99,
                 h.ramp_secs
             )
         };
@@ -582,7 +592,9 @@ impl Seed {
         );
         let leave = |r: &StalledReader| {
             format!(
-                "CPU {:.1}% while the client stalls, {:.1}% after it left; RSS {:+} KiB over idle",
+                "CPU {:.1}% with no client, {:.1}% while the client stalls, {:.1}% after it \
+                 left; RSS {:+} KiB over idle",
+                r.cpu_idle_pct,
                 r.cpu_stalled_pct,
                 r.cpu_after_pct,
                 r.growth_kib()
