@@ -464,7 +464,7 @@ impl Seed {
         };
         let _ = writeln!(
             out,
-            "| memory efficiency | RSS growth while streaming a 100 M-chunk stream vs a 1 k one | {} | {} |",
+            "| Memory efficiency: memory does not grow with the stream | RSS growth while streaming a 100 M-chunk stream vs a 1 k one | {} | {} |",
             self.cell(&self.memory, 1, memory),
             self.cell(&self.memory, 0, memory),
         );
@@ -481,7 +481,7 @@ impl Seed {
         };
         let _ = writeln!(
             out,
-            "| lazy evaluation, performance | one connection's lines/s; requests/s (defaults, 64 connections); server CPU once a client has left mid-stream | {} | {} |",
+            "| Improved performance: lazy evaluation, work only on demand | one connection's lines/s; requests/s (defaults, 64 connections); server CPU once a client has left mid-stream | {} | {} |",
             perf(1),
             perf(0),
         );
@@ -493,7 +493,7 @@ impl Seed {
         };
         let _ = writeln!(
             out,
-            "| scalability | streams held at once, 1 chunk per 5 s; RSS per stream; p99 lag | {} | {} |",
+            "| Scalability: many clients at once | streams held at once, 1 chunk per 5 s; RSS per stream; p99 lag | {} | {} |",
             self.cell(&self.held, 1, scale),
             self.cell(&self.held, 0, scale),
         );
@@ -643,5 +643,85 @@ fn label(kind: Kind) -> String {
     match kind {
         Kind::Flask => "Flask (gunicorn + gevent, 1 worker per core)".to_owned(),
         other => other.name().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(flask: bool) -> Seed {
+        let launcher = Launcher {
+            chunkstream_bin: PathBuf::new(),
+            chunkstream_log: String::new(),
+            chunkstream_env: Vec::new(),
+            external: None,
+            log_dir: PathBuf::new(),
+            flask: flask.then(|| crate::flask::Gunicorn {
+                venv: crate::flask::Venv {
+                    dir: PathBuf::new(),
+                    python_version: String::new(),
+                },
+                app_dir: PathBuf::new(),
+                workers: 2,
+                worker_connections: 1_000,
+            }),
+        };
+        Seed::new(launcher, Plan::quick(PathBuf::new()))
+    }
+
+    #[test]
+    fn without_python_the_flask_column_says_why_it_is_empty() {
+        let mut s = seed(false);
+        s.lines[0] = Some(Rate {
+            per_s: 5e7,
+            cpu: 12.0,
+            runs: vec![5e7],
+        });
+        let tables = s.tables();
+        assert!(
+            tables.contains("50.00 M lines/s (12.0 ns CPU each)"),
+            "{tables}"
+        );
+        assert!(tables.contains("not measured (--skip-python)"), "{tables}");
+        assert!(!tables.contains("failed"), "{tables}");
+    }
+
+    #[test]
+    fn the_summary_has_one_line_per_claim_and_compares_memory_per_stream() {
+        let mut s = seed(true);
+        let held = |kib: f64| HeldSummary {
+            wanted: 10,
+            held: 10,
+            failed: 0,
+            kib_per_stream: kib,
+            lag_ms_p50: 0.0,
+            lag_ms_p99: 1.0,
+            lag_ms_max: 1.0,
+            lag_samples: 10,
+            gap_lag_ms_p50: 0.0,
+            gap_lag_ms_p99: 1.0,
+            rss_before_kib: 0,
+            rss_held_kib: 0,
+            ramp_secs: 0.1,
+            first_error: None,
+            curve: Vec::new(),
+        };
+        s.held = [Some(held(10.0)), Some(held(18.0))];
+        let tables = s.tables();
+        let claims = tables
+            .lines()
+            .filter(|l| {
+                ["| Memory", "| Improved", "| Scalability"]
+                    .iter()
+                    .any(|c| l.starts_with(c))
+            })
+            .count();
+        assert_eq!(claims, 3, "{tables}");
+        assert!(
+            tables.contains("Flask uses 1.8× the RSS per stream"),
+            "{tables}"
+        );
+        assert!(tables.contains("| not run |"), "{tables}");
     }
 }
