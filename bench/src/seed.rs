@@ -518,16 +518,14 @@ impl Seed {
             "| `count=10000000`, 1 connection: lines/s (chunkstream: the whole stream; Flask: {flask_window} s of it, after 0.5 s) | {} | {} | {} |",
             self.cell(&self.lines, 0, rate("lines/s", "ns")),
             self.cell(&self.lines, 1, rate("lines/s", "ns")),
-            self.lines_ratio
-                .map_or("—".into(), |r| format!("chunkstream {r:.0}× Flask")),
+            compare(self.lines_ratio, &self.lines, "line", 0),
         );
         let _ = writeln!(
             out,
             "| defaults (10 lines), 64 keep-alive connections: requests/s | {} | {} | {} |",
             self.cell(&self.requests, 0, rate("req/s", "µs")),
             self.cell(&self.requests, 1, rate("req/s", "µs")),
-            self.requests_ratio
-                .map_or("—".into(), |r| format!("chunkstream {r:.1}× Flask")),
+            compare(self.requests_ratio, &self.requests, "request", 1),
         );
         let held = |h: &HeldSummary| {
             format!(
@@ -636,6 +634,21 @@ impl Seed {
         )?;
         Ok(())
     }
+}
+
+/// The same-run comparison of a rate: the median per-run ratio, and the CPU per unit.
+fn compare(ratio: Option<f64>, rates: &Both<Rate>, unit: &str, digits: usize) -> String {
+    let Some(ratio) = ratio else {
+        return "—".into();
+    };
+    let cpu = match rates {
+        [Some(c), Some(f)] if c.cpu > 0.0 => format!(
+            "; Flask's CPU per {unit} {:.digits$}× chunkstream's",
+            f.cpu / c.cpu
+        ),
+        _ => String::new(),
+    };
+    format!("chunkstream {ratio:.digits$}× Flask{cpu}")
 }
 
 /// The plots' name for a server.
