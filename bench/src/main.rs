@@ -36,7 +36,8 @@ use std::{
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-/// Benchmarks chunkstream against an idiomatic axum server and a bare hyper floor.
+/// Benchmarks chunkstream against an idiomatic axum server, a bare hyper floor and the
+/// seed's Flask original.
 #[derive(Debug, Parser)]
 #[command(name = "chunkstream-bench", version, about)]
 struct Cli {
