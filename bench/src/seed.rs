@@ -469,6 +469,9 @@ impl Seed {
             self.cell(&self.memory, 0, memory),
         );
         let perf = |i: usize| {
+            if i == 1 && self.launcher.flask.is_none() {
+                return "not measured (--skip-python)".to_owned();
+            }
             format!(
                 "{}; {}; {}",
                 self.cell(&self.lines, i, |r| format!("{} lines/s", si(r.per_s))),
@@ -697,6 +700,10 @@ mod tests {
             "{tables}"
         );
         assert!(tables.contains("not measured (--skip-python)"), "{tables}");
+        assert!(
+            !tables.contains("(--skip-python); not measured"),
+            "one reason per cell: {tables}"
+        );
         assert!(!tables.contains("failed"), "{tables}");
     }
 
