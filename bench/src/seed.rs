@@ -30,7 +30,7 @@ pub struct Plan {
     pub runs: usize,
     /// Length of each request-loop run.
     pub run_time: Duration,
-    /// How long Flask's 10 M-line stream is read per run (it would take minutes whole).
+    /// How long Flask's 10 M-line stream is read per run (whole, it is too slow to wait for).
     pub flask_window: Duration,
     /// Streams held at one chunk per 5 s.
     pub streams: usize,
@@ -47,7 +47,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full run (about 5 minutes here).
+    /// The full run (BENCHMARKS.md says how long it takes).
     pub fn full(results: PathBuf, fd_limit: u64) -> Self {
         let fd_limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
         Self {
@@ -68,7 +68,7 @@ impl Plan {
         }
     }
 
-    /// A quick look (about 2 minutes).
+    /// A quick look: fewer runs, shorter loads, fewer held streams.
     pub fn quick(results: PathBuf) -> Self {
         Self {
             runs: 3,
