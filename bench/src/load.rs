@@ -88,11 +88,29 @@ impl Counter {
     /// Stop (return `Break`) once this many chunks were counted; 0: never.
     fn stop_after(&mut self, n: u64) {
         match self {
-            // Text is only ever stopped at the first byte; see `FirstByte`.
-            Counter::Lines(_) => {}
+            Counter::Lines(c) => c.stop_after = n,
             Counter::Sse(c) => c.stop_after = n,
             Counter::Ws(c) => c.stop_after = n,
         }
+    }
+
+    /// A counter for `route` that records each chunk's arrival (text and SSE only).
+    fn recording(route: Route) -> anyhow::Result<Self> {
+        match route {
+            Route::Text => Ok(Counter::Lines(LineCounter::recording())),
+            Route::Sse => Ok(Counter::Sse(SseCounter::recording())),
+            Route::Ws => bail!("arrival times are recorded for text and SSE only"),
+        }
+    }
+
+    /// The arrival times recorded.
+    fn into_arrivals(self) -> Vec<Instant> {
+        match self {
+            Counter::Lines(c) => c.arrivals,
+            Counter::Sse(c) => c.arrivals,
+            Counter::Ws(_) => None,
+        }
+        .unwrap_or_default()
     }
 }
 
@@ -237,12 +255,13 @@ pub struct Window {
     pub cpu_ns_per_chunk: Option<f64>,
 }
 
-/// `conns` streams of `route` (each `count=100000000`) read flat out for `duration`,
+/// `conns` streams of `route` (each `count={count}`) read flat out for `duration`,
 /// counted only after a warm-up: while the connections open, the first ones fill their
 /// socket buffers (megabytes on loopback), which must not count as throughput.
 pub async fn flat_out(
     addr: SocketAddr,
     route: Route,
+    count: u64,
     conns: usize,
     duration: Duration,
     cpu: impl Fn() -> Option<Duration>,
@@ -250,7 +269,7 @@ pub async fn flat_out(
     const WARM_UP: Duration = Duration::from_millis(500);
     let mut open = Vec::with_capacity(conns);
     for _ in 0..conns {
-        open.push(open_stream(addr, route, "count=100000000").await?);
+        open.push(open_stream(addr, route, &format!("count={count}")).await?);
     }
     let warm_end = Instant::now() + WARM_UP;
     let deadline = warm_end + duration;
@@ -259,10 +278,16 @@ pub async fn flat_out(
         tasks.spawn(async move {
             let mut counter = route.counter();
             let end = conn.read_body(&mut counter, Some(warm_end)).await?;
-            ensure!(end == BodyEnd::Deadline, "a 100 M-chunk stream ended early");
+            ensure!(
+                end == BodyEnd::Deadline,
+                "a {count}-chunk stream ended early"
+            );
             let before = counter.chunks();
             let end = conn.read_body(&mut counter, Some(deadline)).await?;
-            ensure!(end == BodyEnd::Deadline, "a 100 M-chunk stream ended early");
+            ensure!(
+                end == BodyEnd::Deadline,
+                "a {count}-chunk stream ended early"
+            );
             if route == Route::Ws {
                 let _ = conn.send(&WS_CLOSE).await;
             }
@@ -350,7 +375,7 @@ pub async fn drift(
     Ok(took.saturating_sub(expected))
 }
 
-/// What holding many paced SSE streams showed.
+/// What holding many paced streams showed.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Held {
     /// Streams asked for.
@@ -370,6 +395,11 @@ pub struct Held {
     pub lag_ms: Vec<f64>,
     /// The same for events that arrived while streams were still being opened.
     pub ramp_lag_ms: Vec<f64>,
+    /// Lateness of each steady-state event against the one before it, ms:
+    /// arrival − (previous arrival + interval), at least 0. A server that sleeps `interval`
+    /// after each chunk never makes up a delay, which then counts in every later `lag_ms`
+    /// of its stream; this counts it once.
+    pub gap_lag_ms: Vec<f64>,
     /// How long opening all streams took.
     pub ramp_secs: f64,
     /// The kernel's `ListenOverflows` count during the ramp (connections the server was
@@ -379,10 +409,12 @@ pub struct Held {
     pub first_error: Option<String>,
 }
 
-/// Opens `n` SSE streams paced `interval` apart (at most 200 connecting at once), in ten
-/// steps sampling the server's RSS after each, holds them all for `hold`, then closes them.
-pub async fn sse_held(
+/// Opens `n` streams of `route` (text or SSE) paced `interval` apart (at most 200
+/// connecting at once), in ten steps sampling the server's RSS after each, holds them all
+/// for `hold`, then closes them.
+pub async fn held(
     addr: SocketAddr,
+    route: Route,
     n: usize,
     interval: Duration,
     hold: Duration,
@@ -416,18 +448,18 @@ pub async fn sse_held(
                     let permit = gate.acquire_owned().await?;
                     let mut conn = timeout(
                         Duration::from_secs(30),
-                        open(addr, Route::Sse, &query, true, 4096),
+                        open(addr, route, &query, true, 4096),
                     )
                     .await
                     .context("no answer within 30 s")??;
-                    let mut events = SseCounter::recording();
-                    events.stop_after = 1;
+                    let mut events = Counter::recording(route)?;
+                    events.stop_after(1);
                     timeout(Duration::from_secs(30), conn.read_body(&mut events, None))
                         .await
-                        .context("no first event within 30 s")??;
+                        .context("no first chunk within 30 s")??;
                     drop(permit);
                     opened.fetch_add(1, Ordering::Relaxed);
-                    events.stop_after = 0;
+                    events.stop_after(0);
                     tokio::select! {
                         r = conn.read_body(&mut events, None) => {
                             r?;
@@ -435,7 +467,7 @@ pub async fn sse_held(
                         }
                         _ = stop.changed() => {}
                     }
-                    anyhow::Ok(events.arrivals.unwrap_or_default())
+                    anyhow::Ok(events.into_arrivals())
                 }
                 .await;
                 if result.is_err() {
@@ -476,6 +508,9 @@ pub async fn sse_held(
                         }
                         if at >= all_open {
                             held.lag_ms.push(lag);
+                            let gap_due = arrivals[k - 1] + interval;
+                            held.gap_lag_ms
+                                .push(at.saturating_duration_since(gap_due).as_secs_f64() * 1e3);
                         } else {
                             held.ramp_lag_ms.push(lag);
                         }

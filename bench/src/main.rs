@@ -1,25 +1,31 @@
 //! `chunkstream-bench`: measures chunkstream against an idiomatic axum server and a bare
-//! hyper floor, on every scenario of issue 7's targets table, and writes the table and
-//! SVG plots into `bench/results/`.
+//! hyper floor, on every scenario of issue 7's targets table, and against the seed
+//! article's Flask app on `/stream`; writes the tables and SVG plots into `bench/results/`.
 //!
 //! Layout:
 //! - `baseline/`: the servers to compare with (`serve-axum`, `serve-floor` subcommands).
+//! - `flask`: the Flask original's Python environment and gunicorn command line
+//!   (the app itself is `bench/flask_app.py`).
 //! - `client`: raw HTTP/1.1 connections, a chunked decoder and chunk counters.
 //! - `load`: the loads (flat out, request loop, held streams, first chunk, drift).
-//! - `procs`: servers as child processes; RSS and CPU time from `/proc`.
-//! - `scenarios`: the targets table, run by run; `report` and `plot`: the output.
+//! - `procs`: servers as child processes; RSS and CPU time of their process trees.
+//! - `scenarios`: the targets table, run by run; `seed`: chunkstream beside Flask;
+//!   `report` and `plot`: the output.
 //!
-//! `cargo run --release -p chunkstream-bench -- all` builds the server and runs everything.
+//! `cargo run --release -p chunkstream-bench -- all` builds the server and runs everything;
+//! `… -- seed` measures it beside the Flask original.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 mod baseline;
 mod client;
+mod flask;
 mod load;
 mod plot;
 mod procs;
 mod report;
 mod scenarios;
+mod seed;
 
 use std::{
     net::SocketAddr,
@@ -30,7 +36,8 @@ use std::{
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-/// Benchmarks chunkstream against an idiomatic axum server and a bare hyper floor.
+/// Benchmarks chunkstream against an idiomatic axum server, a bare hyper floor and the
+/// seed's Flask original.
 #[derive(Debug, Parser)]
 #[command(name = "chunkstream-bench", version, about)]
 struct Cli {
@@ -41,7 +48,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run the scenarios (all of them, or those named by `--only`) and write the results.
-    All(RunArgs),
+    All(AllArgs),
+    /// chunkstream beside the seed article's Flask app (gunicorn + gevent) on `/stream`:
+    /// the article's three claims measured; writes `bench/results/seed/`.
+    Seed(SeedArgs),
     /// Serve the idiomatic axum baseline (started by `all`; handy by hand too).
     ServeAxum {
         /// Address to listen on.
@@ -56,15 +66,55 @@ enum Cmd {
     },
 }
 
+/// What `all` takes.
 #[derive(Debug, Args)]
-struct RunArgs {
-    /// About 2 minutes instead of about 8: fewer runs, shorter loads, 2 000 SSE streams.
-    #[arg(long)]
-    quick: bool,
+struct AllArgs {
+    #[command(flatten)]
+    run: RunArgs,
     /// Only these scenarios (comma-separated): text-10m, text-defaults, sse-flat, ws-flat,
     /// first-chunk, drift, memory, slow-reader, sse-held.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// SSE streams to hold in the 1-event-per-5-s scenario (default 10 000; 2 000 quick).
+    #[arg(long)]
+    sse_conns: Option<usize>,
+    /// Skip holding as many SSE streams as the fd limit allows.
+    #[arg(long)]
+    no_sse_max: bool,
+    /// Where the table and plots go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
+    results: PathBuf,
+}
+
+/// What `seed` takes.
+#[derive(Debug, Args)]
+struct SeedArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Only these scenarios (comma-separated): lines, requests, held, memory, leave.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Measure chunkstream alone: no Python environment, no Flask.
+    #[arg(long)]
+    skip_python: bool,
+    /// The Python interpreter that makes the Flask original's venv (3.9 or newer).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Streams to hold at one chunk per 5 s (default: the fd limit less 1 000, the
+    /// margin for the rest; 2 000 with --quick).
+    #[arg(long)]
+    streams: Option<usize>,
+    /// Where the tables and plots go.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results/seed"))]
+    results: PathBuf,
+}
+
+/// The options every run takes.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A quick look: fewer runs, shorter loads, 2 000 held streams.
+    #[arg(long)]
+    quick: bool,
     /// The chunkstream binary; by default the one next to this binary, built first with
     /// `cargo build --release --bin chunkstream` into the same target directory.
     #[arg(long)]
@@ -76,12 +126,6 @@ struct RunArgs {
     /// The pid of the server at `--url`, for RSS and CPU readings.
     #[arg(long, requires = "url")]
     pid: Option<u32>,
-    /// SSE streams to hold in the 1-event-per-5-s scenario (default 10 000; 2 000 quick).
-    #[arg(long)]
-    sse_conns: Option<usize>,
-    /// Skip holding as many SSE streams as the fd limit allows.
-    #[arg(long)]
-    no_sse_max: bool,
     /// Runs per throughput scenario.
     #[arg(long)]
     runs: Option<usize>,
@@ -96,9 +140,6 @@ struct RunArgs {
     /// experiments such as `MALLOC_ARENA_MAX=2` or an `LD_PRELOAD`ed allocator.
     #[arg(long = "server-env", value_parser = parse_env)]
     server_env: Vec<(String, String)>,
-    /// Where the table and plots go.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
-    results: PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,18 +151,19 @@ fn main() -> anyhow::Result<()> {
         Cmd::ServeAxum { addr } => runtime.block_on(baseline::axum_app::serve(addr)),
         Cmd::ServeFloor { addr } => runtime.block_on(baseline::floor::serve(addr)),
         Cmd::All(args) => runtime.block_on(run_all(args)),
+        Cmd::Seed(args) => runtime.block_on(run_seed(args)),
     }
 }
 
-async fn run_all(args: RunArgs) -> anyhow::Result<()> {
-    for name in &args.only {
-        if !scenarios::NAMES.contains(&name.as_str()) {
-            bail!(
-                "unknown scenario `{name}`; known: {}",
-                scenarios::NAMES.join(", ")
-            );
-        }
-    }
+/// What every run sets up first.
+struct Setup {
+    repo: PathBuf,
+    fd_limit: u64,
+    launcher: procs::Launcher,
+}
+
+/// Raises the fd limit, finds (or builds) the server, prepares the launcher.
+fn setup(args: &RunArgs) -> anyhow::Result<Setup> {
     let fd_limit = procs::raise_fd_limit();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -136,12 +178,112 @@ async fn run_all(args: RunArgs) -> anyhow::Result<()> {
         (None, Some(_)) => PathBuf::new(),
         (None, None) => build_server(&repo)?,
     };
-    let mut plan = if args.quick {
+    let launcher = procs::Launcher {
+        chunkstream_bin,
+        chunkstream_log: args.server_log.clone(),
+        chunkstream_env: args.server_env.clone(),
+        external,
+        // One folder per run, so that two runs at once (or fresh servers) keep their logs.
+        log_dir: std::env::temp_dir()
+            .join("chunkstream-bench-logs")
+            .join(std::process::id().to_string()),
+        flask: None,
+    };
+    Ok(Setup {
+        repo,
+        fd_limit,
+        launcher,
+    })
+}
+
+/// Checks `--only` against the known scenario names.
+fn check_only(only: &[String], known: &[&str]) -> anyhow::Result<()> {
+    for name in only {
+        if !known.contains(&name.as_str()) {
+            bail!("unknown scenario `{name}`; known: {}", known.join(", "));
+        }
+    }
+    Ok(())
+}
+
+async fn run_seed(args: SeedArgs) -> anyhow::Result<()> {
+    check_only(&args.only, &seed::NAMES)?;
+    let Setup {
+        repo,
+        fd_limit,
+        mut launcher,
+    } = setup(&args.run)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.skip_python {
+        println!("--skip-python: measuring chunkstream alone");
+    } else {
+        let venv = flask::Venv::ensure(&target_dir()?.join("flask-venv"), &args.python)?;
+        launcher.flask = Some(flask::Gunicorn {
+            venv,
+            app_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            workers: cores,
+            worker_connections: fd_limit,
+        });
+    }
+    let mut plan = if args.run.quick {
+        seed::Plan::quick(args.results.clone())
+    } else {
+        seed::Plan::full(args.results.clone(), fd_limit)
+    };
+    if let Some(runs) = args.run.runs {
+        plan.runs = runs.max(1);
+    }
+    if let Some(n) = args.streams {
+        plan.streams = n;
+    }
+    std::fs::create_dir_all(&plan.results)?;
+    let mut header = header(&repo, &args.run, fd_limit);
+    header.push_str(&match &launcher.flask {
+        Some(g) => format!(
+            "- Flask original: `bench/flask_app.py`, {}, packages {}; \
+             `gunicorn {}` (one gevent worker per core; access log off, gunicorn's default)\n",
+            g.venv.python_version,
+            flask::Venv::pinned()
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            g.args("ADDR")
+                .iter()
+                .map(|a| a.replace(&*repo.to_string_lossy(), "."))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        None => "- Flask original: not measured (--skip-python)\n".to_owned(),
+    });
+    println!("{header}");
+    let mut bench = seed::Seed::new(launcher, plan);
+    let started = std::time::Instant::now();
+    bench.run(&args.only).await?;
+    let header = format!(
+        "{header}- suite took {:.0} s\n",
+        started.elapsed().as_secs_f64()
+    );
+    let tables = bench.tables();
+    println!("\n{header}\n{tables}");
+    bench.write(&header, &tables)?;
+    println!("results and plots in {}", bench.plan.results.display());
+    Ok(())
+}
+
+async fn run_all(args: AllArgs) -> anyhow::Result<()> {
+    check_only(&args.only, &scenarios::NAMES)?;
+    let Setup {
+        repo,
+        fd_limit,
+        launcher,
+    } = setup(&args.run)?;
+    let mut plan = if args.run.quick {
         scenarios::Plan::quick(args.results.clone())
     } else {
         scenarios::Plan::full(args.results.clone(), fd_limit)
     };
-    if let Some(runs) = args.runs {
+    if let Some(runs) = args.run.runs {
         plan.runs = runs.max(1);
     }
     if let Some(n) = args.sse_conns {
@@ -152,16 +294,10 @@ async fn run_all(args: RunArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&plan.results)?;
 
-    let header = header(&repo, &args, fd_limit);
+    let header = header(&repo, &args.run, fd_limit);
     println!("{header}");
     let mut bench = scenarios::Bench {
-        launcher: procs::Launcher {
-            chunkstream_bin,
-            chunkstream_log: args.server_log.clone(),
-            chunkstream_env: args.server_env.clone(),
-            external,
-            log_dir: std::env::temp_dir().join("chunkstream-bench-logs"),
-        },
+        launcher,
         plan,
         report: report::Report::default(),
     };
@@ -177,13 +313,20 @@ async fn run_all(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the server into this binary's target directory; returns the binary's path.
-fn build_server(repo: &Path) -> anyhow::Result<PathBuf> {
+/// This binary's target directory (it sits in `<target>/<profile>/`).
+fn target_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe.parent().context("this binary has a directory")?;
-    let target_dir = profile_dir
+    Ok(profile_dir
         .parent()
-        .context("this binary sits in <target>/<profile>/")?;
+        .context("this binary sits in <target>/<profile>/")?
+        .to_path_buf())
+}
+
+/// Builds the server into this binary's target directory; returns the binary's path.
+fn build_server(repo: &Path) -> anyhow::Result<PathBuf> {
+    let target_dir = target_dir()?;
+    let target_dir = target_dir.as_path();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     println!(
         "building chunkstream (release) into {}",

@@ -1,9 +1,12 @@
 //! The servers under test as child processes, and what `/proc` says about them: resident
-//! memory (`VmRSS`) and CPU time (`utime + stime`).
+//! memory (`VmRSS`) and CPU time (`utime + stime`), summed over the server's process tree
+//! (the Flask original is a gunicorn master and its workers).
 
 use std::{
+    collections::HashMap,
     fs,
     net::{SocketAddr, TcpListener},
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -20,6 +23,8 @@ pub enum Kind {
     Axum,
     /// The bare hyper floor.
     Floor,
+    /// The seed article's Flask app under gunicorn with gevent workers.
+    Flask,
 }
 
 impl Kind {
@@ -29,9 +34,20 @@ impl Kind {
             Kind::Chunkstream => "chunkstream",
             Kind::Axum => "axum",
             Kind::Floor => "hyper floor",
+            Kind::Flask => "Flask",
         }
     }
 }
+
+/// Limits of chunkstream's that the bench's own load would trip over, lifted for every
+/// chunkstream it starts, as environment variables (`CHUNKSTREAM_*` twins of the flags):
+/// a variable the binary does not know is ignored, so one list fits older and newer builds.
+/// The bench opens up to the fd limit's worth of streams from one client address.
+pub const CHUNKSTREAM_LIFTED_LIMITS: &[(&str, &str)] = &[
+    ("CHUNKSTREAM_MAX_STREAMS", "1000000"),
+    // The per-client cap (0: none), where the server has one.
+    ("CHUNKSTREAM_MAX_STREAMS_PER_CLIENT", "0"),
+];
 
 /// How to start the servers.
 #[derive(Debug, Clone)]
@@ -47,6 +63,8 @@ pub struct Launcher {
     pub external: Option<(SocketAddr, Option<u32>)>,
     /// Where server output goes.
     pub log_dir: PathBuf,
+    /// How to serve the Flask original, when it is measured.
+    pub flask: Option<crate::flask::Gunicorn>,
 }
 
 /// A running server under test; killed when dropped.
@@ -73,9 +91,11 @@ impl Launcher {
         }
         let addr = free_port()?;
         fs::create_dir_all(&self.log_dir)?;
-        let log_path = self
-            .log_dir
-            .join(format!("{}.log", kind.name().replace(' ', "-")));
+        let log_path = self.log_dir.join(format!(
+            "{}-{}.log",
+            kind.name().replace(' ', "-"),
+            addr.port()
+        ));
         let log = fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = match kind {
@@ -83,9 +103,19 @@ impl Launcher {
                 let mut c = Command::new(&self.chunkstream_bin);
                 c.arg("--addr")
                     .arg(addr.to_string())
-                    .env("CHUNKSTREAM_MAX_STREAMS", "1000000")
+                    .envs(CHUNKSTREAM_LIFTED_LIMITS.iter().copied())
                     .env("RUST_LOG", &self.chunkstream_log)
                     .envs(self.chunkstream_env.iter().map(|(k, v)| (k, v)));
+                c
+            }
+            Kind::Flask => {
+                let gunicorn = self
+                    .flask
+                    .as_ref()
+                    .context("the Flask original is not set up (--skip-python?)")?;
+                let mut c = gunicorn.command(addr);
+                // Its own process group, so that the master and its workers die together.
+                c.process_group(0);
                 c
             }
             Kind::Axum | Kind::Floor => {
@@ -118,6 +148,9 @@ impl Launcher {
             child: Some(child),
         };
         server.wait_ready().await?;
+        if let (Kind::Flask, Some(gunicorn)) = (kind, &self.flask) {
+            server.wait_workers(gunicorn.workers).await?;
+        }
         Ok(server)
     }
 }
@@ -141,24 +174,95 @@ impl Server {
         )
     }
 
-    /// Resident memory in KiB, when the process is known.
-    pub fn rss_kib(&self) -> Option<u64> {
-        rss_kib(self.pid?)
+    /// Waits until `workers` worker processes run and have had time to load the app: the
+    /// master listens before its workers have booted.
+    async fn wait_workers(&self, workers: usize) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            let running = self.pid.map_or(0, |pid| tree(pid).len());
+            if running > workers {
+                // Workers import Flask after the fork; give them that time, then idle.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "{} did not start {workers} workers within 30 s",
+            self.kind.name()
+        )
     }
 
-    /// CPU time (user + system) used so far, when the process is known.
+    /// Resident memory in KiB of the server's process tree, when the process is known.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let pids = tree(self.pid?);
+        (!pids.is_empty()).then(|| pids.iter().filter_map(|&p| rss_kib(p)).sum())
+    }
+
+    /// CPU time (user + system) the server's process tree used so far, when known.
     pub fn cpu(&self) -> Option<Duration> {
-        cpu_time(self.pid?)
+        let pids = tree(self.pid?);
+        (!pids.is_empty()).then(|| pids.iter().filter_map(|&p| cpu_time(p)).sum())
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
+            if self.kind == Kind::Flask {
+                // The whole group: gunicorn's workers outlive a killed master otherwise.
+                if let Ok(pgid) = i32::try_from(child.id()) {
+                    // SAFETY: kill only sends a signal, to the group this child leads.
+                    unsafe {
+                        libc::kill(-pgid, libc::SIGKILL);
+                    }
+                }
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// `pid` and all its descendants that are alive now (empty when `pid` is gone).
+pub fn tree(pid: u32) -> Vec<u32> {
+    if fs::metadata(format!("/proc/{pid}")).is_err() {
+        return Vec::new();
+    }
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(p) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(parent) = parent_pid(p) {
+                children.entry(parent).or_default().push(p);
+            }
+        }
+    }
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        if let Some(kids) = children.get(&all[i]) {
+            all.extend(kids);
+        }
+        i += 1;
+    }
+    all
+}
+
+/// The parent of `pid` (field 4 of `/proc/<pid>/stat`).
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// A loopback address with a port free right now.
@@ -219,4 +323,31 @@ pub fn raise_fd_limit() -> u64 {
         }
     }
     limit.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_tree_holds_the_children_and_their_cpu_and_memory() {
+        let mut child = Command::new("sleep").arg("5").spawn().expect("sleep runs");
+        let me = std::process::id();
+        let pids = tree(me);
+        assert_eq!(pids[0], me);
+        assert!(pids.contains(&child.id()), "{pids:?}");
+        let own = rss_kib(me).expect("own RSS");
+        let server = Server {
+            kind: Kind::Chunkstream,
+            addr: "127.0.0.1:9".parse().expect("an address"),
+            pid: Some(me),
+            child: None,
+        };
+        assert!(server.rss_kib().expect("tree RSS") > own);
+        assert!(server.cpu().is_some());
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        assert!(!tree(me).contains(&child.id()));
+        assert!(tree(u32::MAX).is_empty());
+    }
 }

@@ -270,9 +270,14 @@ impl Bench {
         let mut cpu: [Vec<f64>; 2] = Default::default();
         for run in 0..self.plan.runs {
             for (i, server) in [&s.chunkstream, &s.axum].iter().enumerate() {
-                let window = load::flat_out(server.addr, route, conns, self.plan.run_time, || {
-                    server.cpu()
-                })
+                let window = load::flat_out(
+                    server.addr,
+                    route,
+                    100_000_000,
+                    conns,
+                    self.plan.run_time,
+                    || server.cpu(),
+                )
                 .await?;
                 let rate = window.rate;
                 rates[i].push(rate);
@@ -475,55 +480,28 @@ impl Bench {
     /// A client that stops reading a 10 M-chunk stream: RSS growth and server CPU.
     async fn slow_reader(&mut self) -> anyhow::Result<()> {
         let server = self.launcher.start(Kind::Chunkstream).await?;
-        let idle = server.rss_kib().unwrap_or(0);
-        let mut conn =
-            load::open(server.addr, Route::Text, "count=10000000", false, 64 * 1024).await?;
-        // Read about 1 MiB, then stop.
-        let mut lines = crate::client::LineCounter::default();
-        while lines.lines < 50_000 {
-            let deadline = Some(std::time::Instant::now() + Duration::from_millis(1));
-            conn.read_body(&mut lines, deadline).await?;
-        }
-        let reading = server.rss_kib().unwrap_or(0);
-        // The first second fills the socket buffers; measure CPU after that.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let cpu_start = server.cpu();
-        let mut peak = reading;
-        let stall_rest = self.plan.stall.saturating_sub(Duration::from_secs(1));
-        let stalled = std::time::Instant::now();
-        while stalled.elapsed() < stall_rest {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            peak = peak.max(server.rss_kib().unwrap_or(0));
-        }
-        let cpu_stalled = diff(cpu_start, server.cpu());
-        drop(conn);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let cpu_after_start = server.cpu();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let cpu_after = diff(cpu_after_start, server.cpu());
-        let after_rss = server.rss_kib().unwrap_or(0);
-        let growth = peak.saturating_sub(idle);
-        let stalled_pct = cpu_stalled.as_secs_f64() / stall_rest.as_secs_f64() * 100.0;
-        let after_pct = cpu_after.as_secs_f64() / 2.0 * 100.0;
+        let r = reader_stalls_then_leaves(&server, self.plan.stall).await?;
+        let growth = r.growth_kib();
         self.report.row(
             format!(
                 "slow reader: 10 M-chunk stream, reading stops for {} s",
                 self.plan.stall.as_secs()
             ),
             format!(
-                "RSS idle {idle} KiB, reading {reading} KiB, stalled peak {peak} KiB, after {after_rss} KiB; \
-                 server CPU {stalled_pct:.1}% while stalled, {after_pct:.1}% after the client left"
+                "RSS idle {} KiB, reading {} KiB, stalled peak {} KiB, after {} KiB; \
+                 server CPU {:.1}% while stalled, {:.1}% after the client left",
+                r.idle_kib,
+                r.reading_kib,
+                r.peak_kib,
+                r.after_kib,
+                r.cpu_stalled_pct,
+                r.cpu_after_pct
             ),
             format!("growth over idle {growth} KiB"),
             "growth < 1 MiB, CPU ~0",
-            Status::check(growth < 1024 && stalled_pct < 2.0 && after_pct < 2.0),
+            Status::check(growth < 1024 && r.cpu_stalled_pct < 2.0 && r.cpu_after_pct < 2.0),
         );
-        self.report.raw(
-            "slow_reader",
-            serde_json::json!({"idle_kib": idle, "reading_kib": reading, "peak_kib": peak,
-                               "after_kib": after_rss, "cpu_stalled_pct": stalled_pct,
-                               "cpu_after_pct": after_pct}),
-        );
+        self.report.raw("slow_reader", &r);
         Ok(())
     }
 
@@ -554,9 +532,14 @@ impl Bench {
             }
             // Give the route probe's stream time to end, then measure from idle.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let held = load::sse_held(server.addr, n, interval, self.plan.sse_hold, || {
-                server.rss_kib()
-            })
+            let held = load::held(
+                server.addr,
+                Route::Sse,
+                n,
+                interval,
+                self.plan.sse_hold,
+                || server.rss_kib(),
+            )
             .await?;
             let per_conn = (held.rss_held_kib.saturating_sub(held.rss_before_kib)) as f64
                 / held.held.max(1) as f64;
@@ -663,7 +646,7 @@ struct Servers {
 }
 
 /// Per-run ratios `a[i] / b[i]` (same run, so the machine's state is shared).
-fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+pub fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter()
         .zip(b)
         .filter(|(_, b)| **b > 0.0)
@@ -680,7 +663,7 @@ fn diff(before: Option<Duration>, after: Option<Duration>) -> Duration {
 
 /// Streams `/stream?{query}` reading flat out for at most `cap`, sampling the server's RSS
 /// every 50 ms. Returns `(seconds, KiB)` samples, lines read and seconds taken.
-async fn stream_sampling_rss(
+pub async fn stream_sampling_rss(
     server: &Server,
     query: &str,
     cap: Duration,
@@ -702,4 +685,76 @@ async fn stream_sampling_rss(
         }
     }
     Ok((points, lines.lines, started.elapsed().as_secs_f64()))
+}
+
+/// What a reader that stalls mid-stream and then leaves cost the server.
+#[derive(Debug, serde::Serialize)]
+pub struct StalledReader {
+    /// Server CPU in the 2 s before the request, % of one core.
+    pub cpu_idle_pct: f64,
+    /// Server RSS before the request, KiB.
+    pub idle_kib: u64,
+    /// Server RSS once the reader had read about 1 MiB, KiB.
+    pub reading_kib: u64,
+    /// Highest server RSS while the reader stalled, KiB.
+    pub peak_kib: u64,
+    /// Server RSS after the reader left, KiB.
+    pub after_kib: u64,
+    /// Server CPU while the reader stalled (after the first second), % of one core.
+    pub cpu_stalled_pct: f64,
+    /// Server CPU in the 2 s from 0.5 s after the reader left, % of one core.
+    pub cpu_after_pct: f64,
+}
+
+impl StalledReader {
+    /// RSS growth over idle, KiB.
+    pub fn growth_kib(&self) -> u64 {
+        self.peak_kib.saturating_sub(self.idle_kib)
+    }
+}
+
+/// A client reads about 1 MiB of `/stream?count=10000000` on `server`, stops reading for
+/// `stall`, then closes the connection: the server's RSS and CPU meanwhile and after.
+pub async fn reader_stalls_then_leaves(
+    server: &Server,
+    stall: Duration,
+) -> anyhow::Result<StalledReader> {
+    // What the server spends with no client at all (timers, heartbeats), for comparison.
+    let cpu_idle_start = server.cpu();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu_idle = diff(cpu_idle_start, server.cpu());
+    let idle_kib = server.rss_kib().unwrap_or(0);
+    let mut conn = load::open(server.addr, Route::Text, "count=10000000", false, 64 * 1024).await?;
+    // Read about 1 MiB, then stop.
+    let mut lines = crate::client::LineCounter::default();
+    while lines.lines < 50_000 {
+        let deadline = Some(std::time::Instant::now() + Duration::from_millis(1));
+        conn.read_body(&mut lines, deadline).await?;
+    }
+    let reading_kib = server.rss_kib().unwrap_or(0);
+    // The first second fills the socket buffers; measure CPU after that.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_start = server.cpu();
+    let mut peak_kib = reading_kib;
+    let stall_rest = stall.saturating_sub(Duration::from_secs(1));
+    let stalled = std::time::Instant::now();
+    while stalled.elapsed() < stall_rest {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak_kib = peak_kib.max(server.rss_kib().unwrap_or(0));
+    }
+    let cpu_stalled = diff(cpu_start, server.cpu());
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_after_start = server.cpu();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu_after = diff(cpu_after_start, server.cpu());
+    Ok(StalledReader {
+        cpu_idle_pct: cpu_idle.as_secs_f64() / 2.0 * 100.0,
+        idle_kib,
+        reading_kib,
+        peak_kib,
+        after_kib: server.rss_kib().unwrap_or(0),
+        cpu_stalled_pct: cpu_stalled.as_secs_f64() / stall_rest.as_secs_f64().max(1e-3) * 100.0,
+        cpu_after_pct: cpu_after.as_secs_f64() / 2.0 * 100.0,
+    })
 }
