@@ -45,7 +45,7 @@ impl Kind {
 /// The bench opens up to the fd limit's worth of streams from one client address.
 pub const CHUNKSTREAM_LIFTED_LIMITS: &[(&str, &str)] = &[
     ("CHUNKSTREAM_MAX_STREAMS", "1000000"),
-    // The per-client cap (0: none), where the server has one.
+    // The per-client cap (0: none).
     ("CHUNKSTREAM_MAX_STREAMS_PER_CLIENT", "0"),
 ];
 
@@ -282,6 +282,17 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The memory of every TCP socket on the machine, in KiB (`mem` of `/proc/net/sockstat`,
+/// in pages): what the kernel holds in socket buffers.
+pub fn tcp_buffers_kib() -> Option<u64> {
+    let sockstat = fs::read_to_string("/proc/net/sockstat").ok()?;
+    let tcp = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut fields = tcp.split_whitespace();
+    fields.find(|&f| f == "mem")?;
+    let pages: u64 = fields.next()?.parse().ok()?;
+    Some(pages * 4)
 }
 
 /// `utime + stime` of `pid` (fields 14 and 15 of `/proc/<pid>/stat`).

@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::{
     load::{self, Route},
     plot::{self, Series},
-    procs::{Kind, Launcher, Server},
+    procs::{Kind, Launcher, Server, tcp_buffers_kib},
     report::{Report, Status, median, percentile, si},
 };
 
@@ -36,6 +36,8 @@ pub struct Plan {
     pub big_cap: Duration,
     /// How long the slow reader stops reading.
     pub stall: Duration,
+    /// Streams nobody reads, per transport, in the stalled-clients scenario.
+    pub stalled_conns: usize,
     /// Where plots go.
     pub results: PathBuf,
 }
@@ -59,6 +61,7 @@ impl Plan {
             small_interval: Duration::from_millis(5),
             big_cap: Duration::from_secs(20),
             stall: Duration::from_secs(10),
+            stalled_conns: 500,
             results,
         }
     }
@@ -76,6 +79,7 @@ impl Plan {
             small_interval: Duration::from_millis(2),
             big_cap: Duration::from_secs(6),
             stall: Duration::from_secs(10),
+            stalled_conns: 200,
             results,
         }
     }
@@ -92,7 +96,7 @@ pub struct Bench {
 }
 
 /// The scenario names `--only` accepts, in the order `all` runs them.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "text-10m",
     "text-defaults",
     "sse-flat",
@@ -101,6 +105,7 @@ pub const NAMES: [&str; 9] = [
     "drift",
     "memory",
     "slow-reader",
+    "stalled",
     "sse-held",
 ];
 
@@ -133,6 +138,7 @@ impl Bench {
                 ("drift", Some(s)) => self.drift(s).await,
                 ("memory", _) => self.memory().await,
                 ("slow-reader", _) => self.slow_reader().await,
+                ("stalled", _) => self.stalled().await,
                 ("sse-held", _) => self.sse_held().await,
                 _ => Ok(()),
             };
@@ -502,6 +508,66 @@ impl Bench {
             Status::check(growth < 1024 && r.cpu_stalled_pct < 2.0 && r.cpu_after_pct < 2.0),
         );
         self.report.raw("slow_reader", &r);
+        Ok(())
+    }
+
+    /// Clients that open a flat-out stream and never read it, on every transport: what each
+    /// holds in the server's memory and in the kernel's socket buffers, once they are full.
+    async fn stalled(&mut self) -> anyhow::Result<()> {
+        let n = self.plan.stalled_conns;
+        let mut raw = serde_json::Map::new();
+        for route in Route::ALL {
+            let server = self.launcher.start(Kind::Chunkstream).await?;
+            let (Some(rss_before), Some(kernel_before)) = (server.rss_kib(), tcp_buffers_kib())
+            else {
+                anyhow::bail!("cannot read the server's RSS or the kernel's socket memory");
+            };
+            let mut conns = Vec::with_capacity(n);
+            for _ in 0..n {
+                conns.push(load::open(server.addr, route, "count=100000000", true, 4096).await?);
+            }
+            // The buffers fill at once (the streams are flat out): wait for RSS to settle.
+            let mut rss = server.rss_kib().unwrap_or(rss_before);
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let now = server.rss_kib().unwrap_or(rss);
+                let settled = now.abs_diff(rss) * 100 <= rss;
+                rss = now;
+                if settled {
+                    break;
+                }
+            }
+            let kernel = tcp_buffers_kib().unwrap_or(kernel_before);
+            let per_stream = rss.saturating_sub(rss_before) as f64 / n as f64;
+            let kernel_per_stream = kernel.saturating_sub(kernel_before) as f64 / n as f64;
+            println!(
+                "  {}: {n} stalled, {per_stream:.1} KiB RSS each, {kernel_per_stream:.0} KiB of \
+                 socket buffers each (both ends)",
+                route.path()
+            );
+            self.report.row(
+                format!("stalled clients: {n} `{}` streams nobody reads", route.path()),
+                format!(
+                    "{per_stream:.1} KiB server RSS per stream; {kernel_per_stream:.0} KiB of \
+                     kernel socket buffers per stream, both ends on loopback"
+                ),
+                format!("RSS {rss_before} → {rss} KiB"),
+                "≤ 128 KiB RSS per stream",
+                Status::check(per_stream <= 128.0),
+            );
+            raw.insert(
+                route.path().to_owned(),
+                serde_json::json!({
+                    "streams": n,
+                    "rss_before_kib": rss_before,
+                    "rss_kib": rss,
+                    "kernel_before_kib": kernel_before,
+                    "kernel_kib": kernel,
+                }),
+            );
+            drop(conns);
+        }
+        self.report.raw("stalled", &raw);
         Ok(())
     }
 
