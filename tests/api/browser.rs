@@ -1,8 +1,10 @@
 //! The live page in a real browser: headless Chromium driven over WebDriver (chromedriver),
 //! against the page that `spawn_app()` serves. The page exposes each panel's state as
-//! `data-*` attributes; the tests read those, and the server's own metrics, under deadlines —
-//! never after a sleep. The browser itself is in `harness`.
+//! `data-*` attributes and the chart's data through `window.chunkstreamChart`; the tests read
+//! those, and the server's own metrics, under deadlines — never after a sleep. The browser
+//! itself is in `harness`; `chart` tests the chart of chunks per second.
 
+mod chart;
 mod harness;
 
 use std::time::{Duration, Instant};

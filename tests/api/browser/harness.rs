@@ -1,5 +1,5 @@
 //! The browser harness: a headless Chromium driven over WebDriver by its own chromedriver,
-//! and what the browser tests read from the page (panels, logs, network events).
+//! and what the browser tests read from the page (panels, the chart, logs, network events).
 //!
 //! Chromium and chromedriver come from Debian (`apt-get install -y chromium chromium-driver`;
 //! `./scripts/test.sh` installs them). Without them a browser test is skipped, saying why,
@@ -17,6 +17,7 @@ use std::{
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -154,12 +155,83 @@ impl Panel {
         }
     }
 
+    /// The chunks/s figure as a number (`"965,123"`, `"10.1"`).
+    pub fn rate_per_sec(&self) -> f64 {
+        self.rate
+            .replace(',', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("chunks/s is not a number: {self:?}"))
+    }
+
     /// The elapsed figure in seconds (`"2.3 s"`).
     pub fn elapsed_secs(&self) -> f64 {
         self.elapsed
             .trim_end_matches(" s")
             .parse()
             .unwrap_or_else(|_| panic!("elapsed is not a duration: {self:?}"))
+    }
+}
+
+/// The chart as the page drew it last (`window.chunkstreamChart.read()`), with what its
+/// SVG and legend hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chart {
+    /// `linear` or `log`.
+    pub scale: String,
+    /// One line per transport of the run, in the page's order.
+    pub series: Vec<Line>,
+    /// The text alternative (a polite live region).
+    pub summary: String,
+    /// When the page last drew the chart and last put it into words (`performance.now()`,
+    /// in ms), if it did.
+    pub drawn_at: Option<f64>,
+    pub described_at: Option<f64>,
+    /// Every run ended, and its last point is drawn and described.
+    pub settled: bool,
+    /// The legend's entries, in order.
+    pub legend: Vec<String>,
+}
+
+/// One line of the chart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Line {
+    /// The transport (`text`, `sse`, `ws`) and its label.
+    pub name: String,
+    pub label: String,
+    /// The colour the page gives the transport (`#rrggbb`).
+    pub colour: String,
+    /// The run's state when drawn.
+    pub state: String,
+    /// The run ended and its final point is on the line.
+    pub done: bool,
+    /// `(seconds since the start, chunks per second)` at each point, as drawn.
+    pub points: Vec<(f64, f64)>,
+    /// The counts the points are computed from: `(seconds since the start, chunks received)`,
+    /// the run's start first.
+    pub counts: Vec<(f64, f64)>,
+    /// The vertices of the line's `<polyline>` in the SVG.
+    pub vertices: usize,
+    /// The polyline's computed stroke (`rgb(r, g, b)`).
+    pub stroke: String,
+}
+
+impl Line {
+    /// The rate at the newest point.
+    pub fn last_rate(&self) -> f64 {
+        self.points
+            .last()
+            .unwrap_or_else(|| panic!("a line without points: {self:?}"))
+            .1
+    }
+
+    /// The highest rate on the line.
+    pub fn peak(&self) -> f64 {
+        self.points
+            .iter()
+            .map(|&(_, rate)| rate)
+            .fold(0.0, f64::max)
     }
 }
 
@@ -334,7 +406,13 @@ pub async fn with_browser_at(
 impl Browser {
     /// Opens the live page and checks it loaded without a console error.
     pub async fn open_page(&self) {
-        self.client.goto(&self.base).await.expect("open the page");
+        self.open_page_with("").await;
+    }
+
+    /// Opens the live page with `query` in its URL (`"?chart=off"`).
+    pub async fn open_page_with(&self, query: &str) {
+        let url = format!("{}{query}", self.base);
+        self.client.goto(&url).await.expect("open the page");
         self.client
             .wait()
             .at_most(SOON)
@@ -392,6 +470,70 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Reads the chart: what it drew last, and what its SVG and legend hold.
+    pub async fn chart(&self) -> Chart {
+        let v = self
+            .js(r##"const chart = window.chunkstreamChart.read();
+            for (const line of chart.series) {
+                const polyline = document.querySelector(
+                    `#chart .line[data-transport="${line.name}"] polyline`);
+                line.vertices = polyline ? polyline.points.numberOfItems : 0;
+                line.stroke = polyline ? getComputedStyle(polyline).stroke : "";
+            }
+            chart.legend = [...document.querySelectorAll("#chart .legend li")]
+                .map((li) => li.textContent.trim());
+            return chart;"##)
+            .await;
+        serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("a chart ({e}): {v}"))
+    }
+
+    /// Polls the chart until `ready` holds; fails with the last reading after `deadline`.
+    pub async fn wait_chart(
+        &self,
+        what: &str,
+        deadline: Duration,
+        ready: impl Fn(&Chart) -> bool,
+    ) -> Chart {
+        let start = Instant::now();
+        loop {
+            let chart = self.chart().await;
+            if ready(&chart) {
+                return chart;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "chart: timed out after {deadline:?} waiting for {what}; it shows {chart:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Emulates CSS media features, e.g. `[("prefers-color-scheme", "dark")]`, through
+    /// chromedriver's bridge to the DevTools protocol; `[]` ends the emulation.
+    pub async fn emulate_media(&self, features: &[(&str, &str)]) {
+        let features: Vec<Value> = features
+            .iter()
+            .map(|(name, value)| json!({ "name": name, "value": value }))
+            .collect();
+        let answer: Value = self
+            .http
+            .post(format!(
+                "{}/session/{}/goog/cdp/execute",
+                self.driver_url, self.session
+            ))
+            .json(&json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "features": features },
+            }))
+            .send()
+            .await
+            .expect("chromedriver answers")
+            .json()
+            .await
+            .expect("chromedriver's answer as JSON");
+        assert!(answer["value"].is_object(), "media emulation: {answer}");
     }
 
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
