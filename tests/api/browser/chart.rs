@@ -358,9 +358,10 @@ async fn an_hour_long_line_stays_bounded_and_exact_in_the_browser() {
 
 /// The lines, their legend and their panels' swatches share each transport's colour, which
 /// stands out from the chart's background (WCAG's 3:1 for graphics) in the light and the dark
-/// colour scheme; the axes' labels and the text alternative are readable text (4.5:1).
+/// colour scheme; the axes' labels, the text alternative and the Start button are readable
+/// text (4.5:1).
 #[tokio::test]
-async fn the_chart_is_legible_in_light_and_dark_schemes_in_the_browser() {
+async fn the_chart_and_start_are_legible_in_light_and_dark_schemes_in_the_browser() {
     let app = spawn_app().await;
     with_browser(&app, "chart-schemes", async |b| {
         b.open_page().await;
@@ -378,6 +379,8 @@ async fn the_chart_is_legible_in_light_and_dark_schemes_in_the_browser() {
                     background: style(chart, "backgroundColor"),
                     label: style(chart.querySelector(".plot text"), "fill"),
                     summary: style(chart.querySelector(".summary"), "color"),
+                    start: style(document.getElementById("start"), "color"),
+                    startBackground: style(document.getElementById("start"), "backgroundColor"),
                     legend: [...chart.querySelectorAll(".legend line")]
                         .map((line) => style(line, "stroke")),
                     panels: [...document.querySelectorAll(".panel h2 .swatch line")]
@@ -409,6 +412,11 @@ async fn the_chart_is_legible_in_light_and_dark_schemes_in_the_browser() {
                     "{scheme}: the {text} on {background}: {ratio:.2}"
                 );
             }
+            let ratio = contrast(&colour("start"), &colour("startBackground"));
+            assert!(
+                ratio >= 4.5,
+                "{scheme}: the Start button's text: {ratio:.2}"
+            );
             backgrounds.push(background);
         }
         assert_ne!(backgrounds[0], backgrounds[1], "the schemes differ");
