@@ -195,9 +195,9 @@ async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser(
 async fn race_runs_all_three_side_by_side_in_the_browser() {
     let app = spawn_app().await;
     with_browser(&app, "race", async |b| {
-        // Tall enough for the three panels in one screenshot (the README's picture).
+        // Tall enough for the chart and the three panels in one screenshot.
         b.client
-            .set_window_size(1280, 1120)
+            .set_window_size(1280, 1400)
             .await
             .expect("resize the window");
         b.open_page().await;
