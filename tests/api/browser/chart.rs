@@ -1,6 +1,6 @@
 //! The chart of chunks per second: one line per transport, checked against the panels' own
-//! figures, in both colour schemes and with reduced motion; and what it costs the race,
-//! measured.
+//! figures, in both colour schemes, with reduced motion and over an hour of counts; and what
+//! it costs the race, measured.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -102,7 +102,7 @@ fn assert_drawn_from_counts(line: &Line, panel: &Panel) {
     let (start, _) = counts[0];
     let &(end, received) = counts.last().expect("counts");
     assert_eq!(received, panel.count as f64, "{line:?} {panel:?}");
-    // The panel shows its figures rounded: elapsed to 0.1 s, chunks/s to 3 or 4 digits.
+    // The panel shows its figures rounded: elapsed to a tenth of a second, chunks/s to a unit.
     let seconds = end - start;
     assert!(
         (seconds - panel.elapsed_secs()).abs() <= 0.051,
@@ -112,8 +112,9 @@ fn assert_drawn_from_counts(line: &Line, panel: &Panel) {
     );
     let average = received / seconds;
     let shown = panel.rate_per_sec();
+    let rounding = if shown < 100.0 { 0.05 } else { 0.5 }; // one decimal below 100
     assert!(
-        (average - shown).abs() <= 0.001 * shown + 0.05,
+        (average - shown).abs() <= rounding + 1e-9,
         "{}: the counts average {average}/s, the panel says {shown}/s",
         line.name
     );
@@ -201,23 +202,6 @@ async fn a_flat_out_race_draws_each_transports_rate_in_the_browser() {
         b.open_page().await;
         let (panels, chart) = race(b, 100_000, 0, SOON * 4).await;
         b.screenshot("race-chart").await;
-        // On a phone, the plot is drawn again to its new width.
-        b.client
-            .set_window_size(390, 844)
-            .await
-            .expect("resize the window");
-        let fits = r##"const plot = document.querySelector("#chart .plot");
-            plot.scrollIntoView();
-            return plot.viewBox.baseVal.width === plot.clientWidth;"##;
-        let start = std::time::Instant::now();
-        while b.js(fits).await != serde_json::json!(true) {
-            assert!(
-                start.elapsed() < SOON,
-                "the chart was not redrawn to the new width"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        b.screenshot("race-chart-narrow").await;
         // The lines end where the panels do; their last points are not the panels' averages,
         // and should not be: a transport's rate changes as the others finish, and the panel's
         // average also counts the wait for the first chunk.
@@ -242,6 +226,24 @@ async fn a_flat_out_race_draws_each_transports_rate_in_the_browser() {
         }
         assert_eq!(chart.summary.matches("(done)").count(), TRANSPORTS.len());
         eprintln!("flat-out race: {} ({} scale)", chart.summary, chart.scale);
+
+        // On a phone, the plot is drawn again to its new width.
+        b.client
+            .set_window_size(390, 844)
+            .await
+            .expect("resize the window");
+        let fits = r##"const plot = document.querySelector("#chart .plot");
+            plot.scrollIntoView();
+            return plot.viewBox.baseVal.width === plot.clientWidth;"##;
+        let start = std::time::Instant::now();
+        while b.js(fits).await != serde_json::json!(true) {
+            assert!(
+                start.elapsed() < SOON,
+                "the chart was not redrawn to the new width"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        b.screenshot("race-chart-narrow").await;
         b.assert_no_console_errors("racing flat out").await;
     })
     .await;
@@ -267,7 +269,7 @@ async fn a_paced_race_draws_the_pace_for_every_transport_in_the_browser() {
                 .filter(|&&(seconds, _)| seconds >= 1.0)
                 .map(|&(_, rate)| rate)
                 .collect();
-            assert!(rates.len() >= 8, "a point every 250 ms: {line:?}");
+            assert!(rates.len() >= 4, "too few points: {line:?}");
             let typical = median(rates.clone());
             assert!(
                 (typical - pace).abs() <= 0.1 * pace,
