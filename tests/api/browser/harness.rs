@@ -3,12 +3,11 @@
 //!
 //! Chromium and chromedriver come from Debian (`apt-get install -y chromium chromium-driver`;
 //! `./scripts/test.sh` installs them). Without them a browser test is skipped, saying why,
-//! unless `CI` is set: then it fails, since a page test that skips itself in CI is a page
-//! that nobody tests. Screenshots land in `target/browser/`.
+//! unless `CI` is set (as `./scripts/test.sh` sets it): then it fails, since a page test that
+//! skips itself in CI is a page that nobody tests. Screenshots land in `target/browser/`.
 
 use std::{
     env,
-    io::{self, Write},
     panic::AssertUnwindSafe,
     path::{Path, PathBuf},
     process::Stdio,
@@ -21,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::helpers::{TestApp, wait_until};
+use crate::helpers::{TestApp, needs, wait_until};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "chromedriver";
@@ -265,24 +264,13 @@ impl Drop for Driver {
 const INSTALL: &str = "the browser tests need Debian's Chromium and ChromeDriver \
     (`apt-get install -y chromium chromium-driver`, or ./scripts/test.sh)";
 
-/// Why no browser can be started here, if none can: Chromium or chromedriver is missing.
-fn missing_browser() -> Option<String> {
+/// Whether Chromium and chromedriver are both here to be started.
+fn browser_installed() -> bool {
     let on_path = |program: &str| {
         env::var_os("PATH")
             .is_some_and(|path| env::split_paths(&path).any(|dir| dir.join(program).is_file()))
     };
-    if !Path::new(CHROMIUM).is_file() {
-        Some(format!("{CHROMIUM} is missing"))
-    } else if !on_path(CHROMEDRIVER) {
-        Some(format!("`{CHROMEDRIVER}` is not on PATH"))
-    } else {
-        None
-    }
-}
-
-/// Whether this is a CI run (`CI` set and not empty), where every test must run.
-fn in_ci() -> bool {
-    env::var_os("CI").is_some_and(|ci| !ci.is_empty())
+    Path::new(CHROMIUM).is_file() && on_path(CHROMEDRIVER)
 }
 
 /// Starts chromedriver, failing the test with the fix if it cannot.
@@ -299,8 +287,8 @@ fn start_chromedriver(port: u16) -> Driver {
 
 /// Runs `test` against a fresh headless Chromium on `app`'s page. Whatever happens, the
 /// browser is closed, and a failing test leaves a screenshot `target/browser/{name}-failed.png`.
-/// Without Chromium or chromedriver, `test` is skipped with a line on stderr saying why, or,
-/// when `CI` is set, the test fails.
+/// Without Chromium or chromedriver, `test` is skipped saying why, or, when `CI` is set, the
+/// test fails (see `helpers::needs`).
 pub async fn with_browser(app: &TestApp, name: &str, test: impl AsyncFnOnce(&Browser)) {
     with_browser_at(&app.url("/"), name, false, test).await;
 }
@@ -314,15 +302,7 @@ pub async fn with_browser_at(
     network_log: bool,
     test: impl AsyncFnOnce(&Browser),
 ) {
-    if let Some(missing) = missing_browser() {
-        assert!(!in_ci(), "{missing}, and CI is set: {INSTALL}");
-        // Straight to stderr: the test harness captures `eprintln!`, and hides what a passing
-        // test printed.
-        let test_name = std::thread::current().name().unwrap_or(name).to_owned();
-        let _ = writeln!(
-            io::stderr(),
-            "skipping {test_name}: {missing}; {INSTALL}. With CI set, this is a failure."
-        );
+    if !needs("Chromium with chromedriver", browser_installed()) {
         return;
     }
     let _one = ONE_BROWSER.lock().await;
