@@ -8,24 +8,44 @@
 //   data-count     chunks received
 //   data-last      index of the last chunk received
 //   data-in-order  "true" while every chunk was the one after its predecessor
-"use strict";
+// and `window.chunkstreamChart.read()` returns what the chart drew last (see chart.js).
+// `?chart=off` in the page's URL leaves the chart out, to measure what it costs.
+
+import { Chart, swatch } from "./chart.js";
 
 /** How many chunks each panel keeps in the DOM: a stream of 10 million stays 50 nodes. */
 const SHOWN = 50;
-/** How often the clock-driven figures (elapsed, chunks/s) refresh, in ms. */
+/** How often the clock-driven figures (elapsed, chunks/s) and the chart refresh, in ms. */
 const TICK_MS = 250;
 /** How long a WebSocket may take to close after a `stop` before the page closes it. */
 const STOP_GRACE_MS = 2000;
 
-const TRANSPORTS = ["text", "sse", "ws"];
+/**
+ * The page's transports, in the order of their panels. The transport choices, the panels,
+ * the race and the chart are all made from this list: a transport is one entry here and its
+ * runner. Each colour keeps the contrast WCAG asks of graphics (3:1) against the chart's
+ * background in both colour schemes, and each dash tells the lines apart without colour.
+ */
+const TRANSPORTS = [
+  { name: "text", label: "Text", api: "fetch", route: "stream", colour: "#2b7bd0", dash: "", runner: runText },
+  { name: "sse", label: "SSE", api: "EventSource", route: "stream/sse", colour: "#d2572b", dash: "9 4", runner: runSse },
+  { name: "ws", label: "WebSocket", api: null, route: "stream/ws", colour: "#0e8a63", dash: "2 5", runner: runWs },
+];
 
 /** One panel: the figures and the last chunks of one transport. */
 class Panel {
+  /** Makes the panel of `transport` (an entry of TRANSPORTS) from the page's template. */
   constructor(transport) {
     this.transport = transport;
-    this.el = document.getElementById(`panel-${transport}`);
-    this.el.append(document.getElementById("panel-body").content.cloneNode(true));
+    this.el = document.getElementById("panel").content.firstElementChild.cloneNode(true);
+    this.el.id = `panel-${transport.name}`;
+    this.el.dataset.transport = transport.name;
+    this.el.setAttribute("aria-labelledby", `title-${transport.name}`);
     const $ = (sel) => this.el.querySelector(sel);
+    const title = $("h2");
+    title.id = `title-${transport.name}`;
+    title.prepend(swatch(transport), transport.label);
+    $(".route").textContent = `GET ${transport.route}`;
     this.stateEl = $(".state");
     this.receivedEl = $(".received");
     this.rateEl = $(".rate");
@@ -331,8 +351,6 @@ function runWs(run) {
   });
 }
 
-const RUNNERS = { text: runText, sse: runSse, ws: runWs };
-
 /** The form: reads the parameters, starts and stops runs, keeps the buttons truthful. */
 const controls = {
   init() {
@@ -342,7 +360,17 @@ const controls = {
     for (const id of ["start", "stop", "pause", "resume"]) {
       this.buttons[id] = document.getElementById(id);
     }
-    this.panels = Object.fromEntries(TRANSPORTS.map((t) => [t, new Panel(t)]));
+    this.addChoices();
+    this.panels = Object.fromEntries(TRANSPORTS.map((t) => [t.name, new Panel(t)]));
+    this.panelsEl.append(...Object.values(this.panels).map((panel) => panel.el));
+    const figure = document.getElementById("chart");
+    if (new URLSearchParams(location.search).get("chart") === "off") {
+      figure.remove();
+      this.chart = null;
+    } else {
+      this.chart = new Chart(figure, TICK_MS);
+      window.chunkstreamChart = Object.freeze({ read: () => this.chart.read() });
+    }
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.start();
@@ -358,12 +386,35 @@ const controls = {
     this.refresh();
   },
 
+  /** One choice per transport, before Race; the first is chosen. */
+  addChoices() {
+    const race = this.form.querySelector("input[name=transport][value=race]");
+    const choices = TRANSPORTS.map((t, i) => {
+      const input = Object.assign(document.createElement("input"), {
+        type: "radio",
+        name: "transport",
+        value: t.name,
+        checked: i === 0,
+      });
+      const label = document.createElement("label");
+      label.append(input, ` ${t.label}`);
+      if (t.api) {
+        const code = document.createElement("code");
+        code.textContent = t.api;
+        label.append(" (", code, ")");
+      }
+      return label;
+    });
+    race.closest("label").before(...choices);
+  },
+
   get mode() {
     return this.form.elements.transport.value;
   },
 
+  /** The transports of the chosen mode, in the order of TRANSPORTS. */
   get transports() {
-    return this.mode === "race" ? TRANSPORTS : [this.mode];
+    return TRANSPORTS.filter((t) => this.mode === "race" || this.mode === t.name);
   },
 
   /** The query string, as typed: the server checks it and explains what is wrong. */
@@ -382,19 +433,29 @@ const controls = {
   },
 
   runs() {
-    return TRANSPORTS.map((t) => this.panels[t].run).filter((r) => r && r.active);
+    return Object.values(this.panels)
+      .map((panel) => panel.run)
+      .filter((r) => r && r.active);
   },
 
   showPanels() {
     this.panelsEl.dataset.mode = this.mode;
-    for (const t of TRANSPORTS) this.panels[t].el.hidden = !this.transports.includes(t);
+    const shown = this.transports;
+    for (const panel of Object.values(this.panels)) {
+      panel.el.hidden = !shown.includes(panel.transport);
+    }
   },
 
   start() {
     this.stop();
     this.showPanels();
     const params = this.params();
-    for (const t of this.transports) RUNNERS[t](new Run(this.panels[t], params));
+    const lines = this.transports.map((t) => {
+      const run = new Run(this.panels[t.name], params);
+      t.runner(run);
+      return { ...t, run }; // the chart draws a line per transport, from its run's count
+    });
+    this.chart?.start(lines);
     this.refresh();
   },
 
@@ -405,6 +466,7 @@ const controls = {
 
   tick() {
     for (const run of this.runs()) run.panel.tick();
+    this.chart?.tick();
   },
 
   refresh() {
