@@ -7,7 +7,6 @@
 use futures_util::StreamExt;
 use poem::{
     IntoResponse, Request, Response,
-    http::{HeaderMap, header},
     web::websocket::{BoxWebSocketUpgraded, WebSocket},
 };
 use poem_openapi::{
@@ -20,7 +19,12 @@ use poem_openapi::{
 use tracing::Instrument;
 
 use super::{ChunkSchema, ErrorBody, Shared, StreamError, Tag, default_count, params};
-use crate::{generator, streams::Transport, transport};
+use crate::{
+    generator,
+    origin::{self, Forwarded},
+    streams::Transport,
+    transport,
+};
 
 /// The WebSocket transport.
 pub struct WsApi(pub Shared);
@@ -151,7 +155,7 @@ impl WsApi {
             host: client.forwarded("x-forwarded-host"),
             proto: client.forwarded("x-forwarded-proto"),
         };
-        check_origin(req.headers(), forwarded, &self.0.config.allowed_origins)
+        origin::check(req.headers(), forwarded, &self.0.config.allowed_origins)
             .map_err(|error| WsRefused::Forbidden(Json(ErrorBody { error })))?;
         let streams = self.0.streams.clone();
         // The socket's deadlines end a stalled WebSocket through its write errors, which the
@@ -175,196 +179,5 @@ impl WsApi {
                 )
             });
         Ok(WsUpgrade(upgraded.boxed()))
-    }
-}
-
-/// What a trusted reverse proxy says the browser saw (`X-Forwarded-Host`,
-/// `X-Forwarded-Proto`); empty when the request did not come through one.
-#[derive(Debug, Clone, Copy, Default)]
-struct Forwarded<'a> {
-    host: Option<&'a str>,
-    proto: Option<&'a str>,
-}
-
-/// Refuses a browser upgrade from a foreign site; the error says which origin and why.
-///
-/// The server's own origin is the request's scheme and `Host`; behind a trusted reverse
-/// proxy, its `X-Forwarded-Proto` and `X-Forwarded-Host` say what the browser saw.
-fn check_origin(
-    headers: &HeaderMap,
-    forwarded: Forwarded<'_>,
-    allowed: &[String],
-) -> Result<(), String> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().map(normalise).unwrap_or_default();
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded_host = forwarded.host.or(host);
-    let forwarded_proto = forwarded.proto.unwrap_or("http");
-    let own = [
-        host.map(|host| normalise(&format!("http://{host}"))),
-        forwarded_host.map(|host| normalise(&format!("{forwarded_proto}://{host}"))),
-    ];
-    let is_own = own.iter().flatten().any(|own| *own == origin);
-    if !origin.is_empty() && (is_own || allowed.iter().any(|a| normalise(a) == origin)) {
-        return Ok(());
-    }
-    Err(format!(
-        "header `Origin` ({}) is not this server's origin nor an allowed origin",
-        headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("not text")
-    ))
-}
-
-/// An origin for comparison: lower-case, no trailing slash, no default port.
-fn normalise(origin: &str) -> String {
-    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
-        if origin.starts_with(scheme) {
-            if let Some(bare) = origin.strip_suffix(port) {
-                return bare.to_owned();
-            }
-        }
-    }
-    origin
-}
-
-#[cfg(test)]
-mod tests {
-    use poem::http::HeaderValue;
-
-    use super::*;
-
-    /// Request headers, as `(name, value)` pairs.
-    type Pairs<'a> = &'a [(&'static str, &'a str)];
-
-    fn headers(pairs: Pairs<'_>) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("valid header"));
-        }
-        map
-    }
-
-    #[test]
-    fn origins_are_checked() {
-        let allowed = ["https://app.example.com".to_owned()];
-        // (case, headers, allowed?)
-        let cases: &[(&str, Pairs<'_>, bool)] = &[
-            ("no origin", &[("host", "localhost:3000")], true),
-            (
-                "same origin",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "http://localhost:3000"),
-                ],
-                true,
-            ),
-            (
-                "same origin, upper case",
-                &[
-                    ("host", "LocalHost:3000"),
-                    ("origin", "HTTP://localhost:3000"),
-                ],
-                true,
-            ),
-            (
-                "default port",
-                &[("host", "example.com:80"), ("origin", "http://example.com")],
-                true,
-            ),
-            (
-                "allowed origin",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "https://app.example.com"),
-                ],
-                true,
-            ),
-            (
-                "behind a TLS proxy",
-                &[
-                    ("host", "10.0.0.5:3000"),
-                    ("x-forwarded-proto", "https"),
-                    ("x-forwarded-host", "stream.example.com"),
-                    ("origin", "https://stream.example.com"),
-                ],
-                true,
-            ),
-            (
-                "proxy keeps the host",
-                &[
-                    ("host", "stream.example.com"),
-                    ("x-forwarded-proto", "https"),
-                    ("origin", "https://stream.example.com"),
-                ],
-                true,
-            ),
-            (
-                "foreign origin",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "http://evil.example"),
-                ],
-                false,
-            ),
-            (
-                "other port",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "http://localhost:8080"),
-                ],
-                false,
-            ),
-            (
-                "other scheme",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "https://localhost:3000"),
-                ],
-                false,
-            ),
-            (
-                "null origin",
-                &[("host", "localhost:3000"), ("origin", "null")],
-                false,
-            ),
-            (
-                "empty origin",
-                &[("host", "localhost:3000"), ("origin", "")],
-                false,
-            ),
-            ("no host", &[("origin", "http://localhost:3000")], false),
-        ];
-        for (case, pairs, ok) in cases {
-            // As if every request came through a trusted proxy: its forwarded headers count.
-            let headers = headers(pairs);
-            let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-            let forwarded = Forwarded {
-                host: value("x-forwarded-host"),
-                proto: value("x-forwarded-proto"),
-            };
-            let result = check_origin(&headers, forwarded, &allowed);
-            assert_eq!(result.is_ok(), *ok, "{case}: {result:?}");
-            if let Err(error) = result {
-                assert!(error.contains("`Origin`"), "{case}: {error}");
-            }
-        }
-    }
-
-    #[test]
-    fn forwarded_headers_count_only_through_a_trusted_proxy() {
-        let headers = headers(&[
-            ("host", "10.0.0.5:3000"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "stream.example.com"),
-            ("origin", "https://stream.example.com"),
-        ]);
-        // From an untrusted peer the api passes no forwarded values.
-        let result = check_origin(&headers, Forwarded::default(), &[]);
-        assert!(result.is_err(), "{result:?}");
     }
 }
