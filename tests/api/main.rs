@@ -11,3 +11,4 @@ mod spec;
 mod sse;
 mod text;
 mod ws;
+mod ws_protocol;

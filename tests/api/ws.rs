@@ -18,10 +18,10 @@ use tokio_tungstenite::{
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with, wait_until};
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long any single expected frame may take to arrive.
-const FRAME_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const FRAME_DEADLINE: Duration = Duration::from_secs(5);
 
 fn ws_url(app: &TestApp, query: &str) -> String {
     format!("ws://{}/stream/ws{query}", app.addr)
@@ -64,7 +64,7 @@ async fn upgrade_request(app: &TestApp, query: &str, origin: Option<&str>) -> re
 }
 
 /// The next message, failing the test if none comes within [`FRAME_DEADLINE`].
-async fn next(ws: &mut Client) -> Message {
+pub(crate) async fn next(ws: &mut Client) -> Message {
     timeout(FRAME_DEADLINE, ws.next())
         .await
         .expect("a frame in time")
@@ -81,7 +81,7 @@ async fn next_within(ws: &mut Client, quiet: Duration) -> Option<Message> {
 }
 
 /// Every text frame up to the close frame, and the close frame.
-async fn read_to_close(ws: &mut Client) -> (Vec<String>, CloseFrame) {
+pub(crate) async fn read_to_close(ws: &mut Client) -> (Vec<String>, CloseFrame) {
     let mut texts = Vec::new();
     loop {
         match next(ws).await {
@@ -93,7 +93,7 @@ async fn read_to_close(ws: &mut Client) -> (Vec<String>, CloseFrame) {
     }
 }
 
-fn chunk_json(index: u64) -> String {
+pub(crate) fn chunk_json(index: u64) -> String {
     format!(r#"{{"index":{index},"text":"Data Chunk {index}"}}"#)
 }
 
@@ -104,7 +104,7 @@ fn index_of(text: &str) -> u64 {
         .unwrap_or_else(|| panic!("not a chunk: {text}"))
 }
 
-fn assert_close(frame: &CloseFrame, code: u16, reason: &str) {
+pub(crate) fn assert_close(frame: &CloseFrame, code: u16, reason: &str) {
     assert_eq!(
         (u16::from(frame.code), frame.reason.as_str()),
         (code, reason)
@@ -115,11 +115,11 @@ async fn send_text(ws: &mut Client, text: &str) {
     ws.send(Message::text(text)).await.expect("sent");
 }
 
-async fn ws_metric(app: &TestApp, name: &str) -> f64 {
+pub(crate) async fn ws_metric(app: &TestApp, name: &str) -> f64 {
     app.metric(name, &[("transport", "ws")]).await
 }
 
-async fn ws_outcome(app: &TestApp, outcome: &str) -> f64 {
+pub(crate) async fn ws_outcome(app: &TestApp, outcome: &str) -> f64 {
     app.metric(
         "chunkstream_streams_total",
         &[("transport", "ws"), ("outcome", outcome)],
@@ -128,7 +128,7 @@ async fn ws_outcome(app: &TestApp, outcome: &str) -> f64 {
 }
 
 /// Waits until the server has counted one more stream ending with `outcome` and closed it.
-async fn wait_for_outcome(app: &TestApp, outcome: &str, count: f64) {
+pub(crate) async fn wait_for_outcome(app: &TestApp, outcome: &str, count: f64) {
     wait_until(Duration::from_secs(2), outcome, || async {
         ws_outcome(app, outcome).await == count
             && ws_metric(app, "chunkstream_open_streams").await == 0.0
@@ -550,12 +550,15 @@ async fn spec_documents_the_websocket_route() {
     assert_eq!(names, ["count", "interval_ms", "start"]);
     let responses = &op["responses"];
     let upgrade = &responses["101"];
-    assert!(upgrade["description"].as_str().unwrap().contains("1009"));
+    let closes = upgrade["description"].as_str().expect("a description");
+    for code in ["1000", "1001", "1002", "1003", "1007", "1009"] {
+        assert!(closes.contains(code), "{code}");
+    }
     assert_eq!(
         upgrade["content"]["application/json"]["schema"]["items"]["$ref"],
         "#/components/schemas/Chunk"
     );
-    for status in ["400", "403", "503"] {
+    for status in ["400", "403", "426", "429", "503"] {
         assert_eq!(
             responses[status]["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
             "#/components/schemas/ErrorBody",
@@ -563,6 +566,10 @@ async fn spec_documents_the_websocket_route() {
         );
     }
     assert!(responses["503"]["headers"]["RETRY-AFTER"].is_object());
+    assert!(responses["429"]["headers"]["RETRY-AFTER"].is_object());
+    // RFC 6455 §4.4: a 426 names the versions the server speaks.
+    assert!(responses["426"]["headers"]["SEC-WEBSOCKET-VERSION"].is_object());
+    assert!(upgrade["headers"]["SEC-WEBSOCKET-ACCEPT"].is_object());
     let description = op["description"].as_str().expect("a description");
     for needle in [r#"{"action":"pause"}"#, "1003", "1001", "Origin"] {
         assert!(description.contains(needle), "{needle}");
