@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
     time::timeout,
 };
 use tokio_tungstenite::{
@@ -16,7 +16,10 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, wait_until};
+use crate::{
+    helpers::{TestApp, spawn_app, spawn_app_with, wait_until},
+    ws_protocol::{upgrade_on, upgrade_with},
+};
 
 pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -445,6 +448,107 @@ async fn past_the_stream_limit_upgrades_get_503_with_retry_after() {
     let mut ws = connect(&app, "?count=1").await;
     let (texts, _) = read_to_close(&mut ws).await;
     assert_eq!(texts, [chunk_json(0)]);
+}
+
+#[tokio::test]
+async fn past_the_clients_share_upgrades_get_429_before_any_upgrade() {
+    let app = spawn_app_with(|c| c.max_streams_per_client = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut ws = connect(&app, "?count=10&interval_ms=60000").await;
+        assert_eq!(next(&mut ws).await, Message::text(chunk_json(0)));
+        held.push(ws);
+    }
+    let resp = upgrade_request(&app, "", None).await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let body: serde_json::Value = resp.json().await.expect("a JSON body");
+    let error = body["error"].as_str().expect("an error");
+    assert!(error.contains("--max-streams-per-client"), "{error}");
+    // A WebSocket client sees the refused handshake, not a socket.
+    let refused = connect_with(&app, "", &[]).await;
+    assert!(
+        matches!(&refused, Err(WsError::Http(resp)) if resp.status() == 429),
+        "{refused:?}"
+    );
+    assert_eq!(ws_outcome(&app, "rejected").await, 2.0);
+    assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 2.0);
+    // Closing one gives the share back.
+    held.pop();
+    wait_until(Duration::from_secs(1), "the stream to close", || async {
+        ws_metric(&app, "chunkstream_open_streams").await == 1.0
+    })
+    .await;
+    let mut ws = connect(&app, "?count=1").await;
+    let (texts, _) = read_to_close(&mut ws).await;
+    assert_eq!(texts, [chunk_json(0)]);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_ended_as_stalled_and_its_slot_freed() {
+    let app = spawn_app_with(|c| {
+        c.stall_timeout_secs = 1;
+        c.max_streams_per_client = 1;
+    })
+    .await;
+    // A small receive window, so that the server's writes block soon.
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a receive buffer size");
+    let mut tcp = socket.connect(app.addr).await.expect("connect");
+    upgrade_on(&mut tcp, &app, "?count=100000000", &upgrade_with("", None)).await;
+    // ...and never read.
+    wait_until(Duration::from_secs(10), "the stream to stall", || async {
+        ws_outcome(&app, "stalled").await == 1.0
+            && ws_metric(&app, "chunkstream_open_streams").await == 0.0
+    })
+    .await;
+    // Its connection was closed: what was buffered, then the end (or a reset).
+    let drained = timeout(
+        FRAME_DEADLINE,
+        tokio::io::copy(&mut tcp, &mut tokio::io::sink()),
+    )
+    .await;
+    assert!(drained.is_ok(), "the stalled connection is still open");
+    // The client's one slot is free again.
+    let mut ws = connect(&app, "?count=2").await;
+    let (texts, close) = read_to_close(&mut ws).await;
+    assert_eq!(texts, [chunk_json(0), chunk_json(1)]);
+    assert_close(&close, 1000, "done");
+    assert_eq!(ws_outcome(&app, "client_gone").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_client_that_reads_slowly_but_steadily_is_not_stalled() {
+    let app = spawn_app_with(|c| c.stall_timeout_secs = 1).await;
+    let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
+    upgrade_on(&mut tcp, &app, "?count=100000000", &upgrade_with("", None)).await;
+    // Far slower than the server writes, so that its writes wait on every read; but each
+    // read frees room often enough that the server's socket gets ahead within a second.
+    let mut buf = vec![0; 256 * 1024];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let n = tcp.read(&mut buf).await.expect("the stream goes on");
+        assert!(n > 0, "the server closed the stream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ws_outcome(&app, "stalled").await, 0.0);
+    assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 1.0);
+    drop(tcp);
+    wait_for_outcome(&app, "client_gone", 1.0).await;
+}
+
+#[tokio::test]
+async fn pauses_between_paced_chunks_are_not_stalls() {
+    let app = spawn_app_with(|c| c.stall_timeout_secs = 1).await;
+    // Nothing to send for longer than the stall timeout is not a stall.
+    let mut ws = connect(&app, "?count=3&interval_ms=1500").await;
+    let (texts, close) = read_to_close(&mut ws).await;
+    assert_eq!(texts, [chunk_json(0), chunk_json(1), chunk_json(2)]);
+    assert_close(&close, 1000, "done");
+    wait_for_outcome(&app, "completed", 1.0).await;
+    assert_eq!(ws_outcome(&app, "stalled").await, 0.0);
 }
 
 #[tokio::test]
