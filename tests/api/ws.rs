@@ -16,6 +16,8 @@ use tokio_tungstenite::{
     },
 };
 
+use chunkstream::config::Config;
+
 use crate::{
     helpers::{TestApp, spawn_app, spawn_app_with, wait_until},
     ws_protocol::{upgrade_on, upgrade_with},
@@ -429,59 +431,50 @@ async fn forwarded_host_and_proto_from_an_untrusted_peer_are_ignored() {
 }
 
 #[tokio::test]
-async fn past_the_stream_limit_upgrades_get_503_with_retry_after() {
-    let app = spawn_app_with(|c| c.max_streams = 1).await;
-    let mut open = connect(&app, "?count=10&interval_ms=60000").await;
-    assert_eq!(next(&mut open).await, Message::text(chunk_json(0)));
-    let resp = upgrade_request(&app, "", None).await;
-    assert_eq!(resp.status(), 503);
-    assert!(resp.headers().contains_key("retry-after"));
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().expect("an error").contains("limit"));
-    assert_eq!(ws_outcome(&app, "rejected").await, 1.0);
-    // The limit frees up when the stream ends.
-    drop(open);
-    wait_until(Duration::from_secs(1), "the stream to close", || async {
-        ws_metric(&app, "chunkstream_open_streams").await == 0.0
-    })
-    .await;
-    let mut ws = connect(&app, "?count=1").await;
-    let (texts, _) = read_to_close(&mut ws).await;
-    assert_eq!(texts, [chunk_json(0)]);
-}
-
-#[tokio::test]
-async fn past_the_clients_share_upgrades_get_429_before_any_upgrade() {
-    let app = spawn_app_with(|c| c.max_streams_per_client = 2).await;
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut ws = connect(&app, "?count=10&interval_ms=60000").await;
-        assert_eq!(next(&mut ws).await, Message::text(chunk_json(0)));
-        held.push(ws);
+async fn past_a_limit_upgrades_get_a_json_refusal_with_retry_after_before_any_upgrade() {
+    // (limit, configuration, status, the flag the error names)
+    type Case = (&'static str, fn(&mut Config), u16, &'static str);
+    let cases: [Case; 2] = [
+        ("the server's", |c| c.max_streams = 2, 503, "--max-streams)"),
+        (
+            "the client's share",
+            |c| c.max_streams_per_client = 2,
+            429,
+            "--max-streams-per-client)",
+        ),
+    ];
+    for (limit, configure, status, flag) in cases {
+        let app = spawn_app_with(configure).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut ws = connect(&app, "?count=10&interval_ms=60000").await;
+            assert_eq!(next(&mut ws).await, Message::text(chunk_json(0)), "{limit}");
+            held.push(ws);
+        }
+        let resp = upgrade_request(&app, "", None).await;
+        assert_eq!(resp.status(), status, "{limit}");
+        assert_eq!(resp.headers()["retry-after"], "1", "{limit}");
+        let body: serde_json::Value = resp.json().await.expect("a JSON body");
+        let error = body["error"].as_str().expect("an error");
+        assert!(error.contains(flag), "{limit}: {error}");
+        // A WebSocket client sees the refused handshake, not a socket.
+        let refused = connect_with(&app, "", &[]).await;
+        assert!(
+            matches!(&refused, Err(WsError::Http(resp)) if resp.status() == status),
+            "{limit}: {refused:?}"
+        );
+        assert_eq!(ws_outcome(&app, "rejected").await, 2.0, "{limit}");
+        assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 2.0);
+        // Closing one gives its room back.
+        held.pop();
+        wait_until(Duration::from_secs(1), "the stream to close", || async {
+            ws_metric(&app, "chunkstream_open_streams").await == 1.0
+        })
+        .await;
+        let mut ws = connect(&app, "?count=1").await;
+        let (texts, _) = read_to_close(&mut ws).await;
+        assert_eq!(texts, [chunk_json(0)], "{limit}");
     }
-    let resp = upgrade_request(&app, "", None).await;
-    assert_eq!(resp.status(), 429);
-    assert_eq!(resp.headers()["retry-after"], "1");
-    let body: serde_json::Value = resp.json().await.expect("a JSON body");
-    let error = body["error"].as_str().expect("an error");
-    assert!(error.contains("--max-streams-per-client"), "{error}");
-    // A WebSocket client sees the refused handshake, not a socket.
-    let refused = connect_with(&app, "", &[]).await;
-    assert!(
-        matches!(&refused, Err(WsError::Http(resp)) if resp.status() == 429),
-        "{refused:?}"
-    );
-    assert_eq!(ws_outcome(&app, "rejected").await, 2.0);
-    assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 2.0);
-    // Closing one gives the share back.
-    held.pop();
-    wait_until(Duration::from_secs(1), "the stream to close", || async {
-        ws_metric(&app, "chunkstream_open_streams").await == 1.0
-    })
-    .await;
-    let mut ws = connect(&app, "?count=1").await;
-    let (texts, _) = read_to_close(&mut ws).await;
-    assert_eq!(texts, [chunk_json(0)]);
 }
 
 #[tokio::test]
