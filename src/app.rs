@@ -5,7 +5,7 @@ use std::{future::Future, io, net::SocketAddr};
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
     endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
-    error::{MethodNotAllowedError, WebSocketError},
+    error::MethodNotAllowedError,
     http::{HeaderValue, Method, StatusCode, Version, header},
     web::Json,
 };
@@ -118,10 +118,6 @@ async fn json_errors<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Res
     let message = match status {
         StatusCode::NOT_FOUND => format!("no route for {method} {path}"),
         StatusCode::METHOD_NOT_ALLOWED => format!("method {method} is not allowed on {path}"),
-        _ if err.is::<WebSocketError>() => format!(
-            "{path} streams over a WebSocket: connect with a WebSocket client \
-             (this request is not a WebSocket upgrade: {err})"
-        ),
         s if s.is_server_error() => {
             tracing::error!(%method, %path, error = %err, "request failed");
             "internal error".to_owned()

@@ -182,21 +182,12 @@ fn parse_proxy(raw: &str) -> Result<IpAddr, String> {
         .map_err(|_| format!("`{raw}` is not an IP address"))
 }
 
-/// An origin as browsers send it: `scheme://host[:port]`, lower-case, no path.
+/// An origin as browsers send it, `scheme://host[:port]`, in the canonical form the
+/// WebSocket origin check compares (lower-case, no default port): the one normalisation.
 fn parse_origin(raw: &str) -> Result<String, String> {
-    let origin = raw.trim().trim_end_matches('/').to_ascii_lowercase();
-    let rest = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .ok_or_else(|| {
-            format!("`{raw}` is not an origin: it must start with http:// or https://")
-        })?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-        return Err(format!(
-            "`{raw}` is not an origin: expected scheme://host[:port], nothing after"
-        ));
-    }
-    Ok(origin)
+    crate::origin::Origin::parse(raw)
+        .map(crate::origin::Origin::into_string)
+        .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

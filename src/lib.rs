@@ -6,6 +6,7 @@
 //!   the chunk stream, nothing more.
 //! - [`streams`]: the open-stream limits (server-wide and per client) and the guard that
 //!   counts a stream's outcome however it ends.
+//! - [`origin`]: web origins in one canonical form, and the check against cross-site WebSockets.
 //! - [`client`]: who a request comes from, believing forwarded headers only from trusted
 //!   proxies.
 //! - [`metrics`]: the Prometheus series of the contract, and the outcomes a stream ends with.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod generator;
 pub mod logging;
 pub mod metrics;
+pub mod origin;
 pub mod server;
 pub mod shutdown;
 pub mod streams;

@@ -546,7 +546,10 @@ impl Bench {
                 route.path()
             );
             self.report.row(
-                format!("stalled clients: {n} `{}` streams nobody reads", route.path()),
+                format!(
+                    "stalled clients: {n} `{}` streams nobody reads",
+                    route.path()
+                ),
                 format!(
                     "{per_stream:.1} KiB server RSS per stream; {kernel_per_stream:.0} KiB of \
                      kernel socket buffers per stream, both ends on loopback"

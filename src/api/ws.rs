@@ -1,40 +1,59 @@
 //! `GET /stream/ws`: the chunks as WebSocket text frames, with client control.
 //!
-//! Everything that can refuse a stream is decided before the upgrade, as a JSON answer:
-//! the parameters (400), the `Origin` (403, against cross-site WebSocket hijacking) and the
-//! open-stream limit (503). The connection itself is [`transport::ws::run`].
+//! Everything that can refuse a stream is decided before the upgrade, as a JSON answer: the
+//! parameters (400), the opening handshake (400; 426 for another protocol version), the
+//! `Origin` (403, against cross-site WebSocket hijacking) and the open-stream limits (429,
+//! 503). The handshake is ours, not poem's `WebSocket` extractor's: ours answers every
+//! malformed upgrade with a 4xx that names the fault (the extractor lets some through and
+//! answers others with a 500), and hands the upgraded connection to tokio-tungstenite
+//! directly, so the stream sees tungstenite's typed errors. The connection itself is
+//! [`transport::ws::run`].
 
-use futures_util::StreamExt;
 use poem::{
     IntoResponse, Request, Response,
-    http::{HeaderMap, header},
-    web::websocket::{BoxWebSocketUpgraded, WebSocket},
+    http::{HeaderMap, HeaderName, StatusCode, Version, header},
 };
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::Query,
     payload::Json,
-    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry},
+    registry::{
+        MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+    },
     types::Type,
+};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{handshake::derive_accept_key, protocol::Role},
 };
 use tracing::Instrument;
 
-use super::{ChunkSchema, ErrorBody, Shared, StreamError, Tag, default_count, params};
-use crate::transport::{self, Transport};
+use super::{ChunkSchema, ErrorBody, HeadRequest, Shared, StreamError, Tag, default_count, params};
+use crate::{
+    origin::{self, Forwarded},
+    transport::{self, Transport},
+};
 
 /// The WebSocket transport.
 pub struct WsApi(pub Shared);
 
+/// The one version of the WebSocket protocol this server speaks (RFC 6455).
+const WS_VERSION: u16 = 13;
+
 /// The upgrade to a WebSocket that streams the chunks: a `101 Switching Protocols`.
-pub struct WsUpgrade(BoxWebSocketUpgraded);
+pub struct WsUpgrade {
+    /// `Sec-WebSocket-Accept`: the proof that the handshake was read (RFC 6455 §4.2.2).
+    accept: String,
+}
 
 /// What the spec says about the `101` and its frames.
 const UPGRADE_DESCRIPTION: &str = "Switching Protocols: the connection is now a WebSocket. \
 The server sends each chunk `start .. count` as one text frame holding the Chunk as JSON, then \
 closes with 1000 `done`. Close codes: 1000 `done` (complete) or `stopped` (after a `stop` \
-action); 1001 (server shutting down); 1003 (the client sent a binary frame); 1009 (the client \
-sent a frame or message over 4096 bytes). A client that answers neither pings nor reads is \
-dropped without a close frame.";
+action); 1001 (server shutting down); 1002 (the client broke the framing rules: an unmasked \
+frame, reserved bits, an unknown opcode); 1003 (the client sent a binary frame); 1007 (the \
+client sent text that is not UTF-8); 1009 (the client sent a frame or message over 4096 bytes). \
+A client that answers neither pings nor reads is dropped without a close frame.";
 
 impl ApiResponse for WsUpgrade {
     fn meta() -> MetaResponses {
@@ -48,6 +67,15 @@ impl ApiResponse for WsUpgrade {
             items: Some(Box::new(ChunkSchema::schema_ref())),
             ..MetaSchema::new_with_format("array", "websocket")
         };
+        let accept = MetaHeader {
+            name: "SEC-WEBSOCKET-ACCEPT".to_owned(),
+            description: Some(
+                "The client's `Sec-WebSocket-Key`, signed as RFC 6455 §4.2.2 says.".to_owned(),
+            ),
+            required: true,
+            deprecated: false,
+            schema: String::schema_ref(),
+        };
         MetaResponses {
             responses: vec![MetaResponse {
                 description: UPGRADE_DESCRIPTION,
@@ -57,7 +85,7 @@ impl ApiResponse for WsUpgrade {
                     content_type: "application/json",
                     schema: MetaSchemaRef::Inline(Box::new(frames)),
                 }],
-                headers: vec![],
+                headers: vec![accept],
             }],
         }
     }
@@ -69,14 +97,22 @@ impl ApiResponse for WsUpgrade {
 
 impl IntoResponse for WsUpgrade {
     fn into_response(self) -> Response {
-        self.0.into_response()
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept)
+            .finish()
     }
 }
 
 /// Why no WebSocket was opened; always answered before the upgrade, as JSON.
 #[derive(Debug, ApiResponse)]
 pub enum WsRefused {
-    /// A parameter is malformed or out of range; `error` names it.
+    /// A parameter is malformed or out of range, or the request is not a valid WebSocket
+    /// opening handshake (RFC 6455 §4.1: a GET over HTTP/1.1 with `Upgrade: websocket`,
+    /// `Connection: Upgrade` and a `Sec-WebSocket-Key` of 16 bytes in base64); `error` names
+    /// what is wrong.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The `Origin` header names a site that may not open streams: neither this server's
@@ -84,6 +120,19 @@ pub enum WsRefused {
     /// hijacking). Clients that send no `Origin` are not browsers and are let in.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
+    /// The client asked for a version of the WebSocket protocol other than 13 (or named
+    /// none) in `Sec-WebSocket-Version`: this server speaks only version 13, as this answer's
+    /// `Sec-WebSocket-Version` says (RFC 6455 §4.4).
+    #[oai(status = 426)]
+    UpgradeRequired(
+        Json<ErrorBody>,
+        /// The protocol versions this server speaks: 13.
+        #[oai(header = "Sec-WebSocket-Version")]
+        u16,
+        /// The protocol required: `websocket`.
+        #[oai(header = "Upgrade")]
+        String,
+    ),
     /// This client already holds its share of streams (`--max-streams-per-client`, over all
     /// transports): close one, or retry after `Retry-After` seconds.
     #[oai(status = 429)]
@@ -91,6 +140,14 @@ pub enum WsRefused {
     /// Too many streams are open: retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+impl WsRefused {
+    fn bad_request(error: impl Into<String>) -> Self {
+        Self::BadRequest(Json(ErrorBody {
+            error: error.into(),
+        }))
+    }
 }
 
 impl From<StreamError> for WsRefused {
@@ -120,9 +177,14 @@ impl WsApi {
     /// chunks that fell due meanwhile arrive at once, then the pace resumes.
     ///
     /// **Limits**: a binary frame closes with 1003; a frame or message over 4096 bytes closes
-    /// with 1009. Pings are answered; a client silent for `--ws-ping-secs` (default 30) is
-    /// pinged, and dropped if it has not answered by the next period. Server shutdown closes
-    /// with 1001.
+    /// with 1009; a frame that breaks RFC 6455 (unmasked, reserved bits set, unknown opcode)
+    /// closes with 1002, and text that is not UTF-8 with 1007. Pings are answered; a client
+    /// silent for `--ws-ping-secs` (default 30) is pinged, and dropped if it has not answered
+    /// by the next period. Server shutdown closes with 1001.
+    ///
+    /// **Handshake**: the opening handshake of RFC 6455 §4.1, a GET over HTTP/1.1 (a HEAD
+    /// or an HTTP/1.0 request is refused with 400); any other `Sec-WebSocket-Version` than
+    /// 13 gets 426.
     ///
     /// **Origin**: a browser upgrade from another site (an `Origin` that is neither this
     /// server's nor an `--allowed-origin`) gets 403. Swagger UI cannot open a WebSocket: use
@@ -142,232 +204,295 @@ impl WsApi {
         /// Index of the first chunk, at most `count` (a resume point).
         #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
         start: Query<u64>,
-        ws: WebSocket,
         req: &Request,
     ) -> Result<WsUpgrade, WsRefused> {
         let params = params(count.0, interval_ms.0, start.0)?;
+        let accept = handshake(req)?;
         let client = self.0.client(req);
         let forwarded = Forwarded {
             host: client.forwarded("x-forwarded-host"),
             proto: client.forwarded("x-forwarded-proto"),
         };
-        check_origin(req.headers(), forwarded, &self.0.config.allowed_origins)
+        origin::check(req.headers(), forwarded, &self.0.config.allowed_origins)
             .map_err(|error| WsRefused::Forbidden(Json(ErrorBody { error })))?;
-        let streams = self.0.streams.clone();
+        // hyper offers the connection for every HTTP/1.1 request with an `Upgrade` header,
+        // which the handshake has checked; still, a refusal beats a panic.
+        let on_upgrade = req.take_upgrade().map_err(|err| {
+            WsRefused::bad_request(format!("cannot upgrade this connection: {err}"))
+        })?;
         // The socket's deadlines end a stalled WebSocket through its write errors, which the
         // loop counts itself: the guard needs no link to the connection.
+        // (A HEAD was refused by the handshake; were one to come here, it opens nothing.)
         let Some((chunks, guard)) = self.0.open(Transport::Ws, params, req)? else {
-            return Err(WsRefused::BadRequest(Json(ErrorBody {
-                error: "a WebSocket handshake is a GET request, not HEAD".to_owned(),
-            })));
+            return Err(WsRefused::bad_request(
+                "a WebSocket handshake is a GET request, not HEAD",
+            ));
         };
         let span = guard.span().clone();
         let options = transport::ws::Options {
             ping: self.0.config.ws_ping(),
-            shutdown: streams.shutdown().token().clone(),
+            shutdown: self.0.streams.shutdown().token().clone(),
         };
-        let upgraded = ws
-            .config(transport::ws::config())
-            .on_upgrade(move |socket| {
-                // poem spawns this future and forgets it: tracked, shutdown waits for it.
-                // (The generator does nothing until the loop polls it.)
-                let (sink, incoming) = socket.split();
-                streams.shutdown().track(
-                    transport::ws::run(sink, incoming, chunks, params, guard, options)
-                        .instrument(span),
-                )
-            });
-        Ok(WsUpgrade(upgraded.boxed()))
+        let stream = async move {
+            // hyper hands the connection over once the 101 is written; if the client left
+            // first, the guard goes here and counts it gone.
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(err) => {
+                    tracing::debug!(%err, "upgrade failed");
+                    return;
+                }
+            };
+            let config = transport::ws::config();
+            let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config));
+            transport::ws::run(socket.await, chunks, params, guard, options).await;
+        };
+        // Tracked, so that shutdown waits for the stream's close frame.
+        self.0.streams.shutdown().spawn(stream.instrument(span));
+        Ok(WsUpgrade { accept })
     }
 }
 
-/// What a trusted reverse proxy says the browser saw (`X-Forwarded-Host`,
-/// `X-Forwarded-Proto`); empty when the request did not come through one.
-#[derive(Debug, Clone, Copy, Default)]
-struct Forwarded<'a> {
-    host: Option<&'a str>,
-    proto: Option<&'a str>,
-}
-
-/// Refuses a browser upgrade from a foreign site; the error says which origin and why.
-///
-/// The server's own origin is the request's scheme and `Host`; behind a trusted reverse
-/// proxy, its `X-Forwarded-Proto` and `X-Forwarded-Host` say what the browser saw.
-fn check_origin(
-    headers: &HeaderMap,
-    forwarded: Forwarded<'_>,
-    allowed: &[String],
-) -> Result<(), String> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().map(normalise).unwrap_or_default();
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let forwarded_host = forwarded.host.or(host);
-    let forwarded_proto = forwarded.proto.unwrap_or("http");
-    let own = [
-        host.map(|host| normalise(&format!("http://{host}"))),
-        forwarded_host.map(|host| normalise(&format!("{forwarded_proto}://{host}"))),
-    ];
-    let is_own = own.iter().flatten().any(|own| *own == origin);
-    if !origin.is_empty() && (is_own || allowed.iter().any(|a| normalise(a) == origin)) {
-        return Ok(());
+/// Checks the opening handshake (RFC 6455 §4.2.1); returns the `Sec-WebSocket-Accept`
+/// value, or the 4xx that names what is wrong.
+fn handshake(req: &Request) -> Result<String, WsRefused> {
+    // poem serves HEAD with the GET operation; the marker says which it was.
+    if req.extensions().get::<HeadRequest>().is_some() {
+        return Err(WsRefused::bad_request(
+            "a WebSocket opening handshake is a GET request, not HEAD (RFC 6455 §4.1)",
+        ));
     }
-    Err(format!(
-        "header `Origin` ({}) is not this server's origin nor an allowed origin",
-        headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("not text")
-    ))
-}
-
-/// An origin for comparison: lower-case, no trailing slash, no default port.
-fn normalise(origin: &str) -> String {
-    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-    for (scheme, port) in [("http://", ":80"), ("https://", ":443")] {
-        if origin.starts_with(scheme) {
-            if let Some(bare) = origin.strip_suffix(port) {
-                return bare.to_owned();
-            }
+    if req.version() != Version::HTTP_11 {
+        return Err(WsRefused::bad_request(format!(
+            "a WebSocket upgrade needs HTTP/1.1; this request is {:?}",
+            req.version()
+        )));
+    }
+    let headers = req.headers();
+    if !lists(headers, header::UPGRADE, "websocket") {
+        return Err(WsRefused::bad_request(format!(
+            "{} streams over a WebSocket: connect with a WebSocket client (this request is \
+             not a WebSocket upgrade: header `Upgrade` does not name `websocket`)",
+            req.uri().path()
+        )));
+    }
+    if !lists(headers, header::CONNECTION, "upgrade") {
+        return Err(WsRefused::bad_request(
+            "header `Connection` must list `Upgrade` for a WebSocket upgrade",
+        ));
+    }
+    let version = headers.get(header::SEC_WEBSOCKET_VERSION);
+    if version.is_none_or(|v| v.as_bytes() != WS_VERSION.to_string().as_bytes()) {
+        let error = format!(
+            "header `Sec-WebSocket-Version` ({}) must be {WS_VERSION}, the only version this \
+             server speaks",
+            version.map_or("missing", |v| v.to_str().unwrap_or("not text"))
+        );
+        return Err(WsRefused::UpgradeRequired(
+            Json(ErrorBody { error }),
+            WS_VERSION,
+            "websocket".to_owned(),
+        ));
+    }
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = match (keys.next(), keys.next()) {
+        (Some(key), None) if is_key(key.as_bytes()) => key,
+        _ => {
+            return Err(WsRefused::bad_request(
+                "header `Sec-WebSocket-Key` must appear once and be 16 bytes in base64 \
+                 (RFC 6455 §4.1)",
+            ));
         }
-    }
-    origin
+    };
+    Ok(derive_accept_key(key.as_bytes()))
+}
+
+/// Whether the comma-separated header `name` lists `token`, in any case (RFC 9110 §5.6.1).
+fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether `key` is a `Sec-WebSocket-Key`: 16 bytes in (padded, canonical) base64.
+fn is_key(key: &[u8]) -> bool {
+    data_encoding::BASE64
+        .decode(key)
+        .is_ok_and(|nonce| nonce.len() == 16)
 }
 
 #[cfg(test)]
 mod tests {
-    use poem::http::HeaderValue;
+    use poem::http::{HeaderValue, Method};
 
     use super::*;
 
-    /// Request headers, as `(name, value)` pairs.
-    type Pairs<'a> = &'a [(&'static str, &'a str)];
-
-    fn headers(pairs: Pairs<'_>) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("valid header"));
+    /// An upgrade request with `headers` over `version`, marked HEAD if `head`.
+    fn request(version: Version, head: bool, headers: &[(&'static str, &str)]) -> Request {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri_str("/stream/ws")
+            .version(version)
+            .finish();
+        for (name, value) in headers {
+            req.headers_mut()
+                .append(*name, HeaderValue::from_str(value).expect("header value"));
         }
-        map
+        if head {
+            req.extensions_mut().insert(HeadRequest);
+        }
+        req
+    }
+
+    /// The headers of a valid upgrade (RFC 6455's example key), with `name` changed to
+    /// `value` (or left out when `value` is `None`).
+    fn upgrade_with(name: &str, value: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+        [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| {
+            if n == name {
+                value.map(|v| (n, v))
+            } else {
+                Some((n, v))
+            }
+        })
+        .collect()
     }
 
     #[test]
-    fn origins_are_checked() {
-        let allowed = ["https://app.example.com".to_owned()];
-        // (case, headers, allowed?)
-        let cases: &[(&str, Pairs<'_>, bool)] = &[
-            ("no origin", &[("host", "localhost:3000")], true),
+    fn a_valid_handshake_is_accepted_with_the_rfc_accept_key() {
+        let cases = [
+            ("as RFC 6455 writes it", upgrade_with("", None)),
             (
-                "same origin",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "http://localhost:3000"),
-                ],
-                true,
+                "Upgrade in capitals",
+                upgrade_with("upgrade", Some("WEBSOCKET")),
             ),
             (
-                "same origin, upper case",
-                &[
-                    ("host", "LocalHost:3000"),
-                    ("origin", "HTTP://localhost:3000"),
-                ],
-                true,
+                "Upgrade capitalised",
+                upgrade_with("upgrade", Some("Websocket")),
             ),
             (
-                "default port",
-                &[("host", "example.com:80"), ("origin", "http://example.com")],
-                true,
+                "Upgrade among others",
+                upgrade_with("upgrade", Some("h2c, websocket")),
             ),
             (
-                "allowed origin",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "https://app.example.com"),
-                ],
-                true,
+                "Connection among others (Firefox)",
+                upgrade_with("connection", Some("keep-alive, Upgrade")),
             ),
             (
-                "behind a TLS proxy",
-                &[
-                    ("host", "10.0.0.5:3000"),
-                    ("x-forwarded-proto", "https"),
-                    ("x-forwarded-host", "stream.example.com"),
-                    ("origin", "https://stream.example.com"),
-                ],
-                true,
+                "Connection in lower case",
+                upgrade_with("connection", Some("upgrade")),
             ),
-            (
-                "proxy keeps the host",
-                &[
-                    ("host", "stream.example.com"),
-                    ("x-forwarded-proto", "https"),
-                    ("origin", "https://stream.example.com"),
-                ],
-                true,
-            ),
-            (
-                "foreign origin",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "http://evil.example"),
-                ],
-                false,
-            ),
-            (
-                "other port",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "http://localhost:8080"),
-                ],
-                false,
-            ),
-            (
-                "other scheme",
-                &[
-                    ("host", "localhost:3000"),
-                    ("origin", "https://localhost:3000"),
-                ],
-                false,
-            ),
-            (
-                "null origin",
-                &[("host", "localhost:3000"), ("origin", "null")],
-                false,
-            ),
-            (
-                "empty origin",
-                &[("host", "localhost:3000"), ("origin", "")],
-                false,
-            ),
-            ("no host", &[("origin", "http://localhost:3000")], false),
         ];
-        for (case, pairs, ok) in cases {
-            // As if every request came through a trusted proxy: its forwarded headers count.
-            let headers = headers(pairs);
-            let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-            let forwarded = Forwarded {
-                host: value("x-forwarded-host"),
-                proto: value("x-forwarded-proto"),
-            };
-            let result = check_origin(&headers, forwarded, &allowed);
-            assert_eq!(result.is_ok(), *ok, "{case}: {result:?}");
-            if let Err(error) = result {
-                assert!(error.contains("`Origin`"), "{case}: {error}");
+        for (case, headers) in cases {
+            let accept = handshake(&request(Version::HTTP_11, false, &headers))
+                .unwrap_or_else(|err| panic!("{case}: {err:?}"));
+            // RFC 6455 §1.3's worked example.
+            assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "{case}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_handshake_is_a_400_naming_the_fault() {
+        let headers = upgrade_with("", None);
+        // (case, request, a word the error must hold)
+        let cases = [
+            ("HEAD", request(Version::HTTP_11, true, &headers), "HEAD"),
+            (
+                "HTTP/1.0",
+                request(Version::HTTP_10, false, &headers),
+                "HTTP/1.1",
+            ),
+            (
+                "no Upgrade",
+                request(Version::HTTP_11, false, &upgrade_with("upgrade", None)),
+                "`Upgrade`",
+            ),
+            (
+                "another protocol",
+                request(
+                    Version::HTTP_11,
+                    false,
+                    &upgrade_with("upgrade", Some("h2c")),
+                ),
+                "`Upgrade`",
+            ),
+            (
+                "no Connection: Upgrade",
+                request(
+                    Version::HTTP_11,
+                    false,
+                    &upgrade_with("connection", Some("keep-alive")),
+                ),
+                "`Connection`",
+            ),
+            (
+                "no key",
+                request(
+                    Version::HTTP_11,
+                    false,
+                    &upgrade_with("sec-websocket-key", None),
+                ),
+                "`Sec-WebSocket-Key`",
+            ),
+        ];
+        let bad_keys = [
+            "",
+            "not base64!",
+            // 15 and 17 bytes.
+            "dGhlIHNhbXBsZSBub25j",
+            "dGhlIHNhbXBsZSBub25jZSE=",
+            // 16 bytes, but unpadded, or with stray bits in the last character.
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZR==",
+        ];
+        let bad_keys = bad_keys.into_iter().map(|key| {
+            let headers = upgrade_with("sec-websocket-key", Some(key));
+            (
+                key,
+                request(Version::HTTP_11, false, &headers),
+                "`Sec-WebSocket-Key`",
+            )
+        });
+        let mut two_keys = headers.clone();
+        two_keys.push(("sec-websocket-key", "AQIDBAUGBwgJCgsMDQ4PEA=="));
+        let two_keys = (
+            "two keys",
+            request(Version::HTTP_11, false, &two_keys),
+            "once",
+        );
+        for (case, req, needle) in cases.into_iter().chain(bad_keys).chain([two_keys]) {
+            match handshake(&req) {
+                Err(WsRefused::BadRequest(Json(ErrorBody { error }))) => {
+                    assert!(error.contains(needle), "{case}: {error}");
+                }
+                other => panic!("{case}: {other:?}"),
             }
         }
     }
 
     #[test]
-    fn forwarded_headers_count_only_through_a_trusted_proxy() {
-        let headers = headers(&[
-            ("host", "10.0.0.5:3000"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "stream.example.com"),
-            ("origin", "https://stream.example.com"),
-        ]);
-        // From an untrusted peer the api passes no forwarded values.
-        let result = check_origin(&headers, Forwarded::default(), &[]);
-        assert!(result.is_err(), "{result:?}");
+    fn another_protocol_version_is_a_426_naming_13() {
+        for version in [Some("8"), Some("12"), Some("13, 8"), Some(""), None] {
+            let headers = upgrade_with("sec-websocket-version", version);
+            match handshake(&request(Version::HTTP_11, false, &headers)) {
+                Err(WsRefused::UpgradeRequired(Json(ErrorBody { error }), supported, upgrade)) => {
+                    assert_eq!((supported, upgrade.as_str()), (13, "websocket"));
+                    assert!(
+                        error.contains("`Sec-WebSocket-Version`"),
+                        "{version:?}: {error}"
+                    );
+                }
+                other => panic!("{version:?}: {other:?}"),
+            }
+        }
     }
 }

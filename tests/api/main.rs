@@ -13,3 +13,4 @@ mod spec;
 mod sse;
 mod text;
 mod ws;
+mod ws_protocol;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    net::{TcpSocket, TcpStream},
     time::timeout,
 };
 use tokio_tungstenite::{
@@ -16,12 +16,17 @@ use tokio_tungstenite::{
     },
 };
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, wait_until};
+use chunkstream::config::Config;
 
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::{
+    helpers::{TestApp, spawn_app, spawn_app_with, wait_until},
+    ws_protocol::{upgrade_on, upgrade_with},
+};
+
+pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long any single expected frame may take to arrive.
-const FRAME_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const FRAME_DEADLINE: Duration = Duration::from_secs(5);
 
 fn ws_url(app: &TestApp, query: &str) -> String {
     format!("ws://{}/stream/ws{query}", app.addr)
@@ -64,7 +69,7 @@ async fn upgrade_request(app: &TestApp, query: &str, origin: Option<&str>) -> re
 }
 
 /// The next message, failing the test if none comes within [`FRAME_DEADLINE`].
-async fn next(ws: &mut Client) -> Message {
+pub(crate) async fn next(ws: &mut Client) -> Message {
     timeout(FRAME_DEADLINE, ws.next())
         .await
         .expect("a frame in time")
@@ -81,7 +86,7 @@ async fn next_within(ws: &mut Client, quiet: Duration) -> Option<Message> {
 }
 
 /// Every text frame up to the close frame, and the close frame.
-async fn read_to_close(ws: &mut Client) -> (Vec<String>, CloseFrame) {
+pub(crate) async fn read_to_close(ws: &mut Client) -> (Vec<String>, CloseFrame) {
     let mut texts = Vec::new();
     loop {
         match next(ws).await {
@@ -93,7 +98,7 @@ async fn read_to_close(ws: &mut Client) -> (Vec<String>, CloseFrame) {
     }
 }
 
-fn chunk_json(index: u64) -> String {
+pub(crate) fn chunk_json(index: u64) -> String {
     format!(r#"{{"index":{index},"text":"Data Chunk {index}"}}"#)
 }
 
@@ -104,7 +109,7 @@ fn index_of(text: &str) -> u64 {
         .unwrap_or_else(|| panic!("not a chunk: {text}"))
 }
 
-fn assert_close(frame: &CloseFrame, code: u16, reason: &str) {
+pub(crate) fn assert_close(frame: &CloseFrame, code: u16, reason: &str) {
     assert_eq!(
         (u16::from(frame.code), frame.reason.as_str()),
         (code, reason)
@@ -115,11 +120,11 @@ async fn send_text(ws: &mut Client, text: &str) {
     ws.send(Message::text(text)).await.expect("sent");
 }
 
-async fn ws_metric(app: &TestApp, name: &str) -> f64 {
+pub(crate) async fn ws_metric(app: &TestApp, name: &str) -> f64 {
     app.metric(name, &[("transport", "ws")]).await
 }
 
-async fn ws_outcome(app: &TestApp, outcome: &str) -> f64 {
+pub(crate) async fn ws_outcome(app: &TestApp, outcome: &str) -> f64 {
     app.metric(
         "chunkstream_streams_total",
         &[("transport", "ws"), ("outcome", outcome)],
@@ -128,7 +133,7 @@ async fn ws_outcome(app: &TestApp, outcome: &str) -> f64 {
 }
 
 /// Waits until the server has counted one more stream ending with `outcome` and closed it.
-async fn wait_for_outcome(app: &TestApp, outcome: &str, count: f64) {
+pub(crate) async fn wait_for_outcome(app: &TestApp, outcome: &str, count: f64) {
     wait_until(Duration::from_secs(2), outcome, || async {
         ws_outcome(app, outcome).await == count
             && ws_metric(app, "chunkstream_open_streams").await == 0.0
@@ -426,25 +431,117 @@ async fn forwarded_host_and_proto_from_an_untrusted_peer_are_ignored() {
 }
 
 #[tokio::test]
-async fn past_the_stream_limit_upgrades_get_503_with_retry_after() {
-    let app = spawn_app_with(|c| c.max_streams = 1).await;
-    let mut open = connect(&app, "?count=10&interval_ms=60000").await;
-    assert_eq!(next(&mut open).await, Message::text(chunk_json(0)));
-    let resp = upgrade_request(&app, "", None).await;
-    assert_eq!(resp.status(), 503);
-    assert!(resp.headers().contains_key("retry-after"));
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().expect("an error").contains("limit"));
-    assert_eq!(ws_outcome(&app, "rejected").await, 1.0);
-    // The limit frees up when the stream ends.
-    drop(open);
-    wait_until(Duration::from_secs(1), "the stream to close", || async {
-        ws_metric(&app, "chunkstream_open_streams").await == 0.0
+async fn past_a_limit_upgrades_get_a_json_refusal_with_retry_after_before_any_upgrade() {
+    // (limit, configuration, status, the flag the error names)
+    type Case = (&'static str, fn(&mut Config), u16, &'static str);
+    let cases: [Case; 2] = [
+        ("the server's", |c| c.max_streams = 2, 503, "--max-streams)"),
+        (
+            "the client's share",
+            |c| c.max_streams_per_client = 2,
+            429,
+            "--max-streams-per-client)",
+        ),
+    ];
+    for (limit, configure, status, flag) in cases {
+        let app = spawn_app_with(configure).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut ws = connect(&app, "?count=10&interval_ms=60000").await;
+            assert_eq!(next(&mut ws).await, Message::text(chunk_json(0)), "{limit}");
+            held.push(ws);
+        }
+        let resp = upgrade_request(&app, "", None).await;
+        assert_eq!(resp.status(), status, "{limit}");
+        assert_eq!(resp.headers()["retry-after"], "1", "{limit}");
+        let body: serde_json::Value = resp.json().await.expect("a JSON body");
+        let error = body["error"].as_str().expect("an error");
+        assert!(error.contains(flag), "{limit}: {error}");
+        // A WebSocket client sees the refused handshake, not a socket.
+        let refused = connect_with(&app, "", &[]).await;
+        assert!(
+            matches!(&refused, Err(WsError::Http(resp)) if resp.status() == status),
+            "{limit}: {refused:?}"
+        );
+        assert_eq!(ws_outcome(&app, "rejected").await, 2.0, "{limit}");
+        assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 2.0);
+        // Closing one gives its room back.
+        held.pop();
+        wait_until(Duration::from_secs(1), "the stream to close", || async {
+            ws_metric(&app, "chunkstream_open_streams").await == 1.0
+        })
+        .await;
+        let mut ws = connect(&app, "?count=1").await;
+        let (texts, _) = read_to_close(&mut ws).await;
+        assert_eq!(texts, [chunk_json(0)], "{limit}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_ended_as_stalled_and_its_slot_freed() {
+    let app = spawn_app_with(|c| {
+        c.stall_timeout_secs = 1;
+        c.max_streams_per_client = 1;
     })
     .await;
-    let mut ws = connect(&app, "?count=1").await;
-    let (texts, _) = read_to_close(&mut ws).await;
-    assert_eq!(texts, [chunk_json(0)]);
+    // A small receive window, so that the server's writes block soon.
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a receive buffer size");
+    let mut tcp = socket.connect(app.addr).await.expect("connect");
+    upgrade_on(&mut tcp, &app, "?count=100000000", &upgrade_with("", None)).await;
+    // ...and never read.
+    wait_until(Duration::from_secs(10), "the stream to stall", || async {
+        ws_outcome(&app, "stalled").await == 1.0
+            && ws_metric(&app, "chunkstream_open_streams").await == 0.0
+    })
+    .await;
+    // Its connection was closed: what was buffered, then the end (or a reset).
+    let drained = timeout(
+        FRAME_DEADLINE,
+        tokio::io::copy(&mut tcp, &mut tokio::io::sink()),
+    )
+    .await;
+    assert!(drained.is_ok(), "the stalled connection is still open");
+    // The client's one slot is free again.
+    let mut ws = connect(&app, "?count=2").await;
+    let (texts, close) = read_to_close(&mut ws).await;
+    assert_eq!(texts, [chunk_json(0), chunk_json(1)]);
+    assert_close(&close, 1000, "done");
+    assert_eq!(ws_outcome(&app, "client_gone").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_client_that_reads_slowly_but_steadily_is_not_stalled() {
+    let app = spawn_app_with(|c| c.stall_timeout_secs = 1).await;
+    let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
+    upgrade_on(&mut tcp, &app, "?count=100000000", &upgrade_with("", None)).await;
+    // Far slower than the server writes, so that its writes wait on every read; but each
+    // read frees room often enough that the server's socket gets ahead within a second.
+    let mut buf = vec![0; 256 * 1024];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let n = tcp.read(&mut buf).await.expect("the stream goes on");
+        assert!(n > 0, "the server closed the stream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(ws_outcome(&app, "stalled").await, 0.0);
+    assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 1.0);
+    drop(tcp);
+    wait_for_outcome(&app, "client_gone", 1.0).await;
+}
+
+#[tokio::test]
+async fn pauses_between_paced_chunks_are_not_stalls() {
+    let app = spawn_app_with(|c| c.stall_timeout_secs = 1).await;
+    // Nothing to send for longer than the stall timeout is not a stall.
+    let mut ws = connect(&app, "?count=3&interval_ms=1500").await;
+    let (texts, close) = read_to_close(&mut ws).await;
+    assert_eq!(texts, [chunk_json(0), chunk_json(1), chunk_json(2)]);
+    assert_close(&close, 1000, "done");
+    wait_for_outcome(&app, "completed", 1.0).await;
+    assert_eq!(ws_outcome(&app, "stalled").await, 0.0);
 }
 
 #[tokio::test]
@@ -550,12 +647,15 @@ async fn spec_documents_the_websocket_route() {
     assert_eq!(names, ["count", "interval_ms", "start"]);
     let responses = &op["responses"];
     let upgrade = &responses["101"];
-    assert!(upgrade["description"].as_str().unwrap().contains("1009"));
+    let closes = upgrade["description"].as_str().expect("a description");
+    for code in ["1000", "1001", "1002", "1003", "1007", "1009"] {
+        assert!(closes.contains(code), "{code}");
+    }
     assert_eq!(
         upgrade["content"]["application/json"]["schema"]["items"]["$ref"],
         "#/components/schemas/Chunk"
     );
-    for status in ["400", "403", "503"] {
+    for status in ["400", "403", "426", "429", "503"] {
         assert_eq!(
             responses[status]["content"]["application/json; charset=utf-8"]["schema"]["$ref"],
             "#/components/schemas/ErrorBody",
@@ -563,6 +663,10 @@ async fn spec_documents_the_websocket_route() {
         );
     }
     assert!(responses["503"]["headers"]["RETRY-AFTER"].is_object());
+    assert!(responses["429"]["headers"]["RETRY-AFTER"].is_object());
+    // RFC 6455 §4.4: a 426 names the versions the server speaks.
+    assert!(responses["426"]["headers"]["SEC-WEBSOCKET-VERSION"].is_object());
+    assert!(upgrade["headers"]["SEC-WEBSOCKET-ACCEPT"].is_object());
     let description = op["description"].as_str().expect("a description");
     for needle in [r#"{"action":"pause"}"#, "1003", "1001", "Origin"] {
         assert!(description.contains(needle), "{needle}");
