@@ -1,4 +1,4 @@
-//! chunkstream: one lazy generator of chunks, streamed three ways with Poem, and measured.
+//! chunkstream: one lazy generator of chunks, streamed four ways with Poem, and measured.
 //!
 //! # Layout
 //! - [`generator`]: `Chunk`, `StreamParams` and `chunks()`, the only place chunks are made.

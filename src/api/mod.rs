@@ -1,12 +1,12 @@
 //! The poem-openapi service: operations, parameters, validation, JSON errors and the spec.
 //!
-//! One `#[OpenApi]` type per concern (`text`, `sse`, `ws`, `ops`), joined into one service.
+//! One `#[OpenApi]` type per concern (`text`, `sse`, `ws`, `jsonl`, `ops`), joined into one service.
 //! poem-openapi has no extractor for a struct of query parameters, so each stream operation
 //! declares `count`, `interval_ms` and `start` itself (documented ranges, checked by the
 //! framework) and hands them to [`StreamParams::new`], the one validation of the contract.
 
+mod jsonl;
 mod ops;
-mod payload;
 mod sse;
 mod text;
 mod ws;
@@ -17,13 +17,16 @@ use std::{
     sync::Arc,
 };
 
-use poem::{Request, web::RemoteAddr};
+use poem::{
+    Body, Request, Response,
+    http::{HeaderValue, header},
+    web::RemoteAddr,
+};
 
 use poem_openapi::{
     ApiResponse, Object, OpenApi, OpenApiService, Tags, payload::Json, types::Example,
 };
 
-pub use self::payload::{EventChunks, TextChunks};
 use futures_util::Stream;
 
 use crate::{
@@ -123,7 +126,7 @@ impl fmt::Display for Peer<'_> {
 /// Operation groups in Swagger UI.
 #[derive(Tags)]
 enum Tag {
-    /// The same lazy generator of chunks, streamed three ways.
+    /// The same lazy generator of chunks, streamed four ways.
     Stream,
     /// Health and metrics.
     Operations,
@@ -213,6 +216,16 @@ fn params(count: u64, interval_ms: u64, start: u64) -> Result<StreamParams, Stre
 #[derive(Debug, Clone, Copy)]
 pub struct HeadRequest;
 
+/// Headers every streaming body carries: no caching, and no buffering by proxies (nginx).
+/// (Static values: nothing to parse or allocate per stream.)
+fn streaming(body: Body, content_type: &'static str) -> Response {
+    Response::builder()
+        .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
+        .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
+        .header("x-accel-buffering", HeaderValue::from_static("no"))
+        .body(body)
+}
+
 /// Default of the `count` parameter.
 fn default_count() -> u64 {
     crate::generator::DEFAULT_COUNT
@@ -222,7 +235,13 @@ fn default_count() -> u64 {
 pub type Service = OpenApiService<Apis, ()>;
 
 /// Every operation group of the API.
-type Apis = (text::TextApi, sse::SseApi, ws::WsApi, ops::OpsApi);
+type Apis = (
+    text::TextApi,
+    sse::SseApi,
+    ws::WsApi,
+    jsonl::JsonlApi,
+    ops::OpsApi,
+);
 
 /// The paths of the API's operations, from its own metadata. They are exact: no operation
 /// has a path parameter (a test checks it).
@@ -241,6 +260,7 @@ pub fn service(shared: Shared) -> Service {
             text::TextApi(shared.clone()),
             sse::SseApi(shared.clone()),
             ws::WsApi(shared.clone()),
+            jsonl::JsonlApi(shared.clone()),
             ops::OpsApi(shared),
         ),
         "chunkstream",

@@ -1,17 +1,92 @@
 //! `GET /stream/sse`: the chunks as Server-Sent Events, resumable with `Last-Event-ID`.
 
-use poem::{Body, Request};
+use poem::{Body, IntoResponse, Request, Response};
 use poem_openapi::{
-    ApiResponse, OpenApi,
+    ApiResponse, Enum, Object, OpenApi, Union,
     param::{Header, Query},
+    payload::Payload,
+    registry::{MetaSchemaRef, Registry},
+    types::Type,
 };
 
-use super::{EventChunks, Shared, StreamError, Tag, default_count, params};
+use super::{ChunkSchema, Shared, StreamError, Tag, default_count, params, streaming};
 use crate::transport::{self, Transport};
 
 /// The SSE transport.
 pub struct SseApi(pub Shared);
 
+/// `text/event-stream`: one `chunk` event per Chunk, then an `end` event.
+pub struct EventChunks(pub Body);
+
+/// The name of a chunk event.
+#[derive(Enum)]
+#[oai(rename_all = "lowercase")]
+enum ChunkEventName {
+    /// `event: chunk`
+    Chunk,
+}
+
+/// The name of the end event.
+#[derive(Enum)]
+#[oai(rename_all = "lowercase")]
+enum EndEventName {
+    /// `event: end`
+    End,
+}
+
+/// One chunk, as an event: `id: <index>`, `event: chunk`, `data: <Chunk as JSON>`.
+#[derive(Object)]
+struct ChunkEvent {
+    /// `chunk`.
+    event: ChunkEventName,
+    /// The chunk's index; what the browser sends back as `Last-Event-ID`.
+    #[oai(validator(pattern = r"^[0-9]{1,20}$"))]
+    id: String,
+    /// The Chunk (see the `Chunk` schema) as JSON, e.g.
+    /// `{"index":0,"text":"Data Chunk 0"}`.
+    data: String,
+}
+
+/// The last event of a complete stream: `event: end`, `data: {"count": <count>}`. A stream
+/// cut by a server shutdown ends without it, so that the client reconnects and resumes.
+#[derive(Object)]
+struct EndEvent {
+    /// `end`.
+    event: EndEventName,
+    /// `{"count": <count>}`: the stream's length.
+    data: String,
+    /// Not sent with this event; an `EventSource` keeps the last chunk's id.
+    id: Option<String>,
+}
+
+/// An event of the stream (OpenAPI 3.0 has no schema for a stream; like OpenAPI 3.2's
+/// `itemSchema`, this describes each event, as tools such as Schemathesis read it).
+#[derive(Union)]
+#[oai(one_of)]
+#[allow(dead_code)] // Documentation only: the transport writes the events itself.
+enum StreamEvent {
+    Chunk(ChunkEvent),
+    End(EndEvent),
+}
+
+impl Payload for EventChunks {
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
+    fn schema_ref() -> MetaSchemaRef {
+        StreamEvent::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        StreamEvent::register(registry);
+        ChunkSchema::register(registry);
+    }
+}
+
+impl IntoResponse for EventChunks {
+    fn into_response(self) -> Response {
+        streaming(self.0, Self::CONTENT_TYPE)
+    }
+}
 /// An event stream, or nothing left to resume.
 #[derive(ApiResponse)]
 pub enum SseResponse {

@@ -1,13 +1,42 @@
 //! `GET /stream`: the chunks as lines of `text/plain`.
 
-use poem::{Body, Request};
-use poem_openapi::{ApiResponse, OpenApi, param::Query};
+use poem::{Body, IntoResponse, Request, Response};
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::Query,
+    payload::Payload,
+    registry::{MetaSchema, MetaSchemaRef},
+};
 
-use super::{Shared, StreamError, Tag, TextChunks, default_count, params};
+use super::{Shared, StreamError, Tag, default_count, params, streaming};
 use crate::transport::{self, Transport};
 
 /// The text transport.
 pub struct TextApi(pub Shared);
+
+/// `text/plain` lines, one per chunk, written as they are made.
+pub struct TextChunks(pub Body);
+
+impl Payload for TextChunks {
+    const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            description: Some(
+                "One line per chunk, `Data Chunk {index}` and a line feed: the `text` of each \
+                 Chunk, in order. Chunked transfer; each line is written as it is made.",
+            ),
+            example: Some("Data Chunk 0\nData Chunk 1\nData Chunk 2\n".into()),
+            ..MetaSchema::new("string")
+        }))
+    }
+}
+
+impl IntoResponse for TextChunks {
+    fn into_response(self) -> Response {
+        streaming(self.0, Self::CONTENT_TYPE)
+    }
+}
 
 /// A text stream.
 #[derive(ApiResponse)]

@@ -3,7 +3,7 @@
 //! [`Transport`] lists them: every route, label and test that covers "every transport"
 //! comes from that one list.
 //!
-//! `text` and `sse` are HTTP bodies built by one combinator, [`Frames`]: it encodes the ready
+//! `text`, `sse` and `jsonl` are HTTP bodies built by one combinator, [`Frames`]: it encodes the ready
 //! chunks (ranges of them from the generator) into one buffer (up to [`FRAME_TARGET`]) and
 //! hands the buffer over as soon as the stream would wait. Ready chunks share one write;
 //! a paced chunk goes out alone, at once. `ws` writes frames to a WebSocket sink instead.
@@ -11,6 +11,7 @@
 
 pub mod encode;
 mod frames;
+pub mod jsonl;
 pub mod sse;
 pub mod text;
 pub mod ws;
@@ -29,11 +30,18 @@ pub enum Transport {
     Sse,
     /// `GET /stream/ws`: WebSocket.
     Ws,
+    /// `GET /stream/jsonl`: JSON Lines.
+    Jsonl,
 }
 
 impl Transport {
     /// Every transport, in metric-label order.
-    pub const ALL: [Transport; 3] = [Transport::Text, Transport::Sse, Transport::Ws];
+    pub const ALL: [Transport; 4] = [
+        Transport::Text,
+        Transport::Sse,
+        Transport::Ws,
+        Transport::Jsonl,
+    ];
 
     /// The `transport` label.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +49,7 @@ impl Transport {
             Transport::Text => "text",
             Transport::Sse => "sse",
             Transport::Ws => "ws",
+            Transport::Jsonl => "jsonl",
         }
     }
 
@@ -50,6 +59,7 @@ impl Transport {
             Transport::Text => "/stream",
             Transport::Sse => "/stream/sse",
             Transport::Ws => "/stream/ws",
+            Transport::Jsonl => "/stream/jsonl",
         }
     }
 }

@@ -787,9 +787,16 @@ mod tests {
         time::sleep(Duration::from_secs(5)).await;
         assert!(matches!(h.events.try_recv(), Err(TryRecvError::Empty)));
         h.control("resume");
-        // Pacing is absolute: the chunks that fell due while paused come at once, in order.
-        assert_eq!(h.next().await, chunk_frame(1));
-        assert_eq!(h.next().await, chunk_frame(2));
+        // Pacing is absolute: the 50 chunks that fell due while paused come at once (no time
+        // passes on the paused clock), in order, in one batch; then the pace resumes.
+        let resumed = Instant::now();
+        for index in 1..=50 {
+            assert_eq!(h.next().await, chunk_frame(index));
+        }
+        assert_eq!(resumed.elapsed(), Duration::ZERO);
+        assert_eq!(h.next().await, Event::Flush);
+        assert_eq!(h.next().await, chunk_frame(51));
+        assert_eq!(resumed.elapsed(), Duration::from_millis(100));
         h.shutdown.cancel();
         let rest = h.rest().await;
         assert_eq!(

@@ -74,13 +74,6 @@ async fn bad_requests_get_a_json_error_naming_the_problem() {
             "`start`",
         ),
         (
-            "plain GET on the WebSocket route",
-            "GET",
-            "/stream/ws",
-            400,
-            "WebSocket",
-        ),
-        (
             "bad count on the WebSocket route",
             "GET",
             "/stream/ws?count=x",

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 
 use crate::{
     eventsource::{Item, Parser, chunk_indexes, events, read_until, read_with},
-    helpers::{TestApp, assert_leaving_client_stops_its_stream, spawn_app, spawn_app_with},
+    helpers::{TestApp, spawn_app, spawn_app_with},
 };
 
 /// Opens `/stream/sse{query}`, with `Last-Event-ID` when given.
@@ -255,17 +255,6 @@ async fn keep_alive_comes_after_each_second_of_silence_and_a_chunk_resets_it() {
     }
     // Two in each 2.5 s silence, none after the last chunk (the end follows it).
     assert_eq!(per_silence, [0, 2, 2, 0, 0], "{items:?}");
-}
-
-#[tokio::test]
-async fn a_client_that_leaves_stops_its_generator() {
-    let app = spawn_app().await;
-    for path in [
-        "/stream/sse?count=100000&interval_ms=20",
-        "/stream/sse?count=100000000",
-    ] {
-        assert_leaving_client_stops_its_stream(&app, "sse", path).await;
-    }
 }
 
 #[tokio::test]

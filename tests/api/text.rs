@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::helpers::{assert_leaving_client_stops_its_stream, outcome, spawn_app};
+use crate::helpers::{outcome, spawn_app};
 
 fn lines(range: std::ops::Range<u64>) -> String {
     range.map(|i| format!("Data Chunk {i}\n")).collect()
@@ -89,17 +89,4 @@ async fn lines_are_written_as_they_are_made() {
         arrivals[1] > arrivals[0] && arrivals[2] > arrivals[1],
         "{arrivals:?}"
     );
-}
-
-#[tokio::test]
-async fn a_client_that_leaves_stops_its_generator() {
-    let app = spawn_app().await;
-    // A paced stream (the generator waits between chunks) and a flat-out one (it never does).
-    for path in [
-        "/stream?count=100000&interval_ms=20",
-        "/stream?count=100000000",
-    ] {
-        assert_leaving_client_stops_its_stream(&app, "text", path).await;
-    }
-    assert_eq!(outcome(&app, "text", "client_gone").await, 2.0);
 }

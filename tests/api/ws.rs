@@ -16,8 +16,6 @@ use tokio_tungstenite::{
     },
 };
 
-use chunkstream::config::Config;
-
 use crate::{
     helpers::{TestApp, spawn_app, spawn_app_with, wait_until},
     ws_protocol::{upgrade_on, upgrade_with},
@@ -187,22 +185,26 @@ async fn pause_holds_the_stream_and_resume_continues_with_the_next_index() {
         last = index_of(&text);
         assert!(last < 20, "the stream did not pause: chunk {last}");
     }
-    let paused_at = Instant::now();
+    // Paused for 2 s: about 100 chunks fall due meanwhile (20 ms apart).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     send_text(&mut ws, r#"{"action":"resume"}"#).await;
     let Message::Text(text) = next(&mut ws).await else {
         panic!("a chunk after resume");
     };
     assert_eq!(text.as_str(), chunk_json(last + 1));
-    // Pacing is absolute: the chunks that fell due while paused arrive at once.
-    let overdue = paused_at.elapsed().as_millis() as u64 / 20;
-    let mut expected = last + 2;
-    while expected < last + overdue.min(10) {
+    // Pacing is absolute: the next 50, overdue, arrive at once (paced, they would take 1 s).
+    let resumed = Instant::now();
+    for expected in last + 2..last + 52 {
         let Message::Text(text) = next(&mut ws).await else {
             panic!("a chunk");
         };
         assert_eq!(index_of(&text), expected);
-        expected += 1;
     }
+    let burst = resumed.elapsed();
+    assert!(
+        burst < Duration::from_millis(300),
+        "overdue chunks took {burst:?}"
+    );
     send_text(&mut ws, r#"{"action":"stop"}"#).await;
     let (_, close) = read_to_close(&mut ws).await;
     assert_close(&close, 1000, "stopped");
@@ -431,53 +433,6 @@ async fn forwarded_host_and_proto_from_an_untrusted_peer_are_ignored() {
 }
 
 #[tokio::test]
-async fn past_a_limit_upgrades_get_a_json_refusal_with_retry_after_before_any_upgrade() {
-    // (limit, configuration, status, the flag the error names)
-    type Case = (&'static str, fn(&mut Config), u16, &'static str);
-    let cases: [Case; 2] = [
-        ("the server's", |c| c.max_streams = 2, 503, "--max-streams)"),
-        (
-            "the client's share",
-            |c| c.max_streams_per_client = 2,
-            429,
-            "--max-streams-per-client)",
-        ),
-    ];
-    for (limit, configure, status, flag) in cases {
-        let app = spawn_app_with(configure).await;
-        let mut held = Vec::new();
-        for _ in 0..2 {
-            let mut ws = connect(&app, "?count=10&interval_ms=60000").await;
-            assert_eq!(next(&mut ws).await, Message::text(chunk_json(0)), "{limit}");
-            held.push(ws);
-        }
-        let resp = upgrade_request(&app, "", None).await;
-        assert_eq!(resp.status(), status, "{limit}");
-        assert_eq!(resp.headers()["retry-after"], "1", "{limit}");
-        let body: serde_json::Value = resp.json().await.expect("a JSON body");
-        let error = body["error"].as_str().expect("an error");
-        assert!(error.contains(flag), "{limit}: {error}");
-        // A WebSocket client sees the refused handshake, not a socket.
-        let refused = connect_with(&app, "", &[]).await;
-        assert!(
-            matches!(&refused, Err(WsError::Http(resp)) if resp.status() == status),
-            "{limit}: {refused:?}"
-        );
-        assert_eq!(ws_outcome(&app, "rejected").await, 2.0, "{limit}");
-        assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 2.0);
-        // Closing one gives its room back.
-        held.pop();
-        wait_until(Duration::from_secs(1), "the stream to close", || async {
-            ws_metric(&app, "chunkstream_open_streams").await == 1.0
-        })
-        .await;
-        let mut ws = connect(&app, "?count=1").await;
-        let (texts, _) = read_to_close(&mut ws).await;
-        assert_eq!(texts, [chunk_json(0)], "{limit}");
-    }
-}
-
-#[tokio::test]
 async fn a_client_that_stops_reading_is_ended_as_stalled_and_its_slot_freed() {
     let app = spawn_app_with(|c| {
         c.stall_timeout_secs = 1;
@@ -571,29 +526,6 @@ async fn twenty_concurrent_clients_get_complete_ordered_streams() {
         ws_metric(&app, "chunkstream_chunks_sent_total").await,
         100_000.0
     );
-}
-
-#[tokio::test]
-async fn a_client_that_leaves_stops_its_generator() {
-    let app = spawn_app().await;
-    let sent = || ws_metric(&app, "chunkstream_chunks_sent_total");
-    // A paced stream (the generator waits between chunks) and a flat-out one (it never does).
-    for query in ["?count=100000&interval_ms=20", "?count=100000000"] {
-        let mut ws = connect(&app, query).await;
-        assert_eq!(next(&mut ws).await, Message::text(chunk_json(0)), "{query}");
-        assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 1.0);
-        // Gone without a close frame: the TCP connection just ends.
-        drop(ws);
-        wait_until(Duration::from_secs(1), "the stream to close", || async {
-            ws_metric(&app, "chunkstream_open_streams").await == 0.0
-        })
-        .await;
-        let after = sent().await;
-        // Long enough for a paced generator to make several more chunks, were it alive.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(sent().await, after, "{query}: chunks still being sent");
-    }
-    assert_eq!(ws_outcome(&app, "client_gone").await, 2.0);
 }
 
 #[tokio::test]
