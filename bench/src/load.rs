@@ -34,11 +34,13 @@ pub enum Route {
     Sse,
     /// `GET /stream/ws`.
     Ws,
+    /// `GET /stream/jsonl`.
+    Jsonl,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 3] = [Route::Text, Route::Sse, Route::Ws];
+    pub const ALL: [Route; 4] = [Route::Text, Route::Sse, Route::Ws, Route::Jsonl];
 
     /// The route's path.
     pub fn path(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Route {
             Route::Text => "/stream",
             Route::Sse => "/stream/sse",
             Route::Ws => "/stream/ws",
+            Route::Jsonl => "/stream/jsonl",
         }
     }
 
@@ -57,7 +60,7 @@ impl Route {
     /// A counter for what this route sends.
     pub fn counter(self) -> Counter {
         match self {
-            Route::Text => Counter::Lines(LineCounter::default()),
+            Route::Text | Route::Jsonl => Counter::Lines(LineCounter::default()),
             Route::Sse => Counter::Sse(SseCounter::default()),
             Route::Ws => Counter::Ws(WsCounter::default()),
         }
@@ -97,9 +100,9 @@ impl Counter {
     /// A counter for `route` that records each chunk's arrival (text and SSE only).
     fn recording(route: Route) -> anyhow::Result<Self> {
         match route {
-            Route::Text => Ok(Counter::Lines(LineCounter::recording())),
+            Route::Text | Route::Jsonl => Ok(Counter::Lines(LineCounter::recording())),
             Route::Sse => Ok(Counter::Sse(SseCounter::recording())),
-            Route::Ws => bail!("arrival times are recorded for text and SSE only"),
+            Route::Ws => bail!("arrival times are recorded for HTTP streams only"),
         }
     }
 
@@ -193,10 +196,16 @@ pub async fn route_exists(addr: SocketAddr, route: Route) -> anyhow::Result<bool
 
 /// Reads one whole `/stream?count=count` and returns lines per second.
 pub async fn text_rate(addr: SocketAddr, count: u64) -> anyhow::Result<f64> {
+    line_rate(addr, Route::Text, count).await
+}
+
+/// Reads one whole stream of `count` lines of `route` (text or JSON Lines) and returns lines
+/// per second.
+pub async fn line_rate(addr: SocketAddr, route: Route, count: u64) -> anyhow::Result<f64> {
     let run = async {
         let mut conn = Conn::connect(addr).await?;
         let started = Instant::now();
-        request(&mut conn, Route::Text, &format!("count={count}")).await?;
+        request(&mut conn, route, &format!("count={count}")).await?;
         let mut lines = LineCounter::default();
         conn.read_body(&mut lines, None).await?;
         let secs = started.elapsed().as_secs_f64();

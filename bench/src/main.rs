@@ -71,8 +71,8 @@ enum Cmd {
 struct AllArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// Only these scenarios (comma-separated): text-10m, text-defaults, sse-flat, ws-flat,
-    /// first-chunk, drift, memory, slow-reader, sse-held.
+    /// Only these scenarios (comma-separated): text-10m, jsonl-10m, text-defaults, sse-flat,
+    /// ws-flat, first-chunk, drift, memory, slow-reader, stalled, sse-held.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// SSE streams to hold in the 1-event-per-5-s scenario (default 10 000; 2 000 quick).

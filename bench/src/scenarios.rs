@@ -96,8 +96,9 @@ pub struct Bench {
 }
 
 /// The scenario names `--only` accepts, in the order `all` runs them.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "text-10m",
+    "jsonl-10m",
     "text-defaults",
     "sse-flat",
     "ws-flat",
@@ -114,7 +115,7 @@ impl Bench {
     pub async fn run(&mut self, only: &[String]) -> anyhow::Result<()> {
         let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
         // The throughput scenarios share one instance of each server, started now.
-        let shared_needed = NAMES[..6].iter().any(|n| wanted(n));
+        let shared_needed = NAMES[..7].iter().any(|n| wanted(n));
         let servers = if shared_needed {
             Some(Servers {
                 chunkstream: self.launcher.start(Kind::Chunkstream).await?,
@@ -131,6 +132,7 @@ impl Bench {
             println!("\n## {name}");
             let result = match (name, servers.as_ref()) {
                 ("text-10m", Some(s)) => self.text_10m(s).await,
+                ("jsonl-10m", Some(s)) => self.jsonl_10m(s).await,
                 ("text-defaults", Some(s)) => self.text_defaults(s).await,
                 ("sse-flat", Some(s)) => self.flat(s, Route::Sse, 10).await,
                 ("ws-flat", Some(s)) => self.flat(s, Route::Ws, 100).await,
@@ -153,48 +155,7 @@ impl Bench {
 
     /// `/stream?count=10000000` on one connection, lines/s, vs the floor and axum.
     async fn text_10m(&mut self, s: &Servers) -> anyhow::Result<()> {
-        const COUNT: u64 = 10_000_000;
-        let mut rates: [Vec<f64>; 3] = Default::default();
-        let mut cpu: [Vec<f64>; 3] = Default::default();
-        let order = [&s.chunkstream, &s.floor, &s.axum];
-        for run in 0..self.plan.runs {
-            for (i, server) in order.iter().enumerate() {
-                let before = server.cpu();
-                let rate = load::text_rate(server.addr, COUNT).await?;
-                rates[i].push(rate);
-                if let (Some(b), Some(a)) = (before, server.cpu()) {
-                    cpu[i].push((a - b).as_secs_f64() * 1e9 / COUNT as f64);
-                }
-                println!(
-                    "  run {run}: {:<12} {:>8} lines/s",
-                    server.kind.name(),
-                    si(rate)
-                );
-            }
-        }
-        let vs_floor = ratios(&rates[0], &rates[1]);
-        let vs_axum = ratios(&rates[0], &rates[2]);
-        let r_floor = median(&vs_floor);
-        self.report.row(
-            "`/stream?count=10000000`, 1 connection",
-            format!(
-                "chunkstream {} lines/s ({:.0} ns CPU/line); floor {} ({:.0} ns); axum {} ({:.0} ns)",
-                si(median(&rates[0])),
-                median(&cpu[0]),
-                si(median(&rates[1])),
-                median(&cpu[1]),
-                si(median(&rates[2])),
-                median(&cpu[2]),
-            ),
-            format!("{r_floor:.2}× floor, {:.1}× axum", median(&vs_axum)),
-            "≥ 1.0× floor",
-            Status::check(r_floor >= 1.0),
-        );
-        self.report.raw(
-            "text_10m_lines_per_s",
-            serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
-                               "server_cpu_ns_per_line": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}}),
-        );
+        let rates = self.lines_10m(s, Route::Text, "≥ 1.0× floor").await?;
         let series = ["chunkstream", "hyper floor", "axum (idiomatic)"]
             .iter()
             .zip(&rates)
@@ -214,6 +175,70 @@ impl Bench {
             "million lines/s",
             &series,
         )
+    }
+
+    /// `/stream/jsonl?count=10000000` on one connection, lines/s, vs the floor and axum.
+    async fn jsonl_10m(&mut self, s: &Servers) -> anyhow::Result<()> {
+        self.lines_10m(s, Route::Jsonl, "≥ 1.0× floor, as text")
+            .await
+            .map(drop)
+    }
+
+    /// 10 M lines of `route` (text or JSON Lines) on one connection, lines/s and CPU per
+    /// line, run by run, chunkstream vs the floor and axum; returns each server's rates.
+    async fn lines_10m(
+        &mut self,
+        s: &Servers,
+        route: Route,
+        target: &str,
+    ) -> anyhow::Result<[Vec<f64>; 3]> {
+        const COUNT: u64 = 10_000_000;
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
+        let order = [&s.chunkstream, &s.floor, &s.axum];
+        for run in 0..self.plan.runs {
+            for (i, server) in order.iter().enumerate() {
+                let before = server.cpu();
+                let rate = load::line_rate(server.addr, route, COUNT).await?;
+                rates[i].push(rate);
+                if let (Some(b), Some(a)) = (before, server.cpu()) {
+                    cpu[i].push((a - b).as_secs_f64() * 1e9 / COUNT as f64);
+                }
+                println!(
+                    "  run {run}: {:<12} {:>8} lines/s",
+                    server.kind.name(),
+                    si(rate)
+                );
+            }
+        }
+        let vs_floor = ratios(&rates[0], &rates[1]);
+        let vs_axum = ratios(&rates[0], &rates[2]);
+        let r_floor = median(&vs_floor);
+        self.report.row(
+            format!("`{}?count=10000000`, 1 connection", route.path()),
+            format!(
+                "chunkstream {} lines/s ({:.0} ns CPU/line); floor {} ({:.0} ns); axum {} ({:.0} ns)",
+                si(median(&rates[0])),
+                median(&cpu[0]),
+                si(median(&rates[1])),
+                median(&cpu[1]),
+                si(median(&rates[2])),
+                median(&cpu[2]),
+            ),
+            format!("{r_floor:.2}× floor, {:.1}× axum", median(&vs_axum)),
+            target,
+            Status::check(r_floor >= 1.0),
+        );
+        let key = match route {
+            Route::Jsonl => "jsonl_10m_lines_per_s",
+            _ => "text_10m_lines_per_s",
+        };
+        self.report.raw(
+            key,
+            serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
+                               "server_cpu_ns_per_line": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}}),
+        );
+        Ok(rates)
     }
 
     /// `/stream` with its defaults, 64 keep-alive connections, req/s.

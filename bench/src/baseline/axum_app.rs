@@ -1,8 +1,9 @@
 //! The idiomatic axum 0.8 server: what a Rust developer writes first, and what chunkstream
 //! must beat by a wide margin.
 //!
-//! Deliberately plain: `Body::from_stream` with one `format!`ed frame per chunk, `Sse` with
-//! one serde-serialised `Event` per chunk, and a WebSocket `send` (write + flush) per message.
+//! Deliberately plain: `Body::from_stream` with one `format!`ed frame per chunk (and, for
+//! JSON Lines, one serde-serialised line per chunk), `Sse` with one serde-serialised `Event`
+//! per chunk, and a WebSocket `send` (write + flush) per message.
 //! Served by `axum::serve`, which is hyper-util's auto (HTTP/1 + HTTP/2) builder.
 
 use std::{convert::Infallible, net::SocketAddr};
@@ -48,12 +49,27 @@ fn chunks(q: StreamQuery) -> impl Stream<Item = Chunk> {
     }
 }
 
-/// The three stream routes.
+/// The four stream routes.
 pub fn app() -> Router {
     Router::new()
         .route("/stream", get(text))
         .route("/stream/sse", get(sse))
         .route("/stream/ws", get(ws))
+        .route("/stream/jsonl", get(jsonl))
+}
+
+/// `GET /stream/jsonl`: one serde-serialised line per chunk.
+async fn jsonl(Query(q): Query<StreamQuery>) -> Response {
+    let lines = futures_util::StreamExt::map(chunks(q), |c| {
+        let mut line = serde_json::to_string(&c).expect("a chunk serialises");
+        line.push('\n');
+        Ok::<_, Infallible>(line)
+    });
+    (
+        [("content-type", "application/jsonl")],
+        Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 /// `GET /stream`: one `Data Chunk {i}\n` frame per chunk.

@@ -6,7 +6,8 @@
 //! it sends one line per frame on absolute deadlines.
 //!
 //! `/stream/sse` does the same with chunkstream's event format (no `Last-Event-ID`, no
-//! keep-alive): the reference for what a held SSE connection costs in bare hyper.
+//! keep-alive): the reference for what a held SSE connection costs in bare hyper; and
+//! `/stream/jsonl` with chunkstream's JSON Lines.
 
 use std::{
     convert::Infallible,
@@ -29,10 +30,20 @@ const FRAME: usize = 64 * 1024;
 /// Longest item: an SSE event with a 20-digit index three times, with room to spare.
 const MAX_LINE: usize = 160;
 
+/// The wire formats the floor writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Format {
+    /// `Data Chunk {i}\n`.
+    Text,
+    /// chunkstream's events.
+    Sse,
+    /// `{"index":i,"text":"Data Chunk i"}\n`.
+    Jsonl,
+}
+
 /// The lines `next..count`, packed into frames.
 struct Lines {
-    /// SSE events instead of text lines.
-    sse: bool,
+    format: Format,
     /// Whether the SSE `retry` head went out.
     head_sent: bool,
     next: u64,
@@ -48,10 +59,10 @@ struct Lines {
 }
 
 impl Lines {
-    fn new(q: StreamQuery, sse: bool) -> Self {
+    fn new(q: StreamQuery, format: Format) -> Self {
         Self {
-            sse,
-            head_sent: !sse,
+            format,
+            head_sent: format != Format::Sse,
             next: q.start.min(q.count),
             first: q.start.min(q.count),
             count: q.count,
@@ -64,26 +75,36 @@ impl Lines {
 
     fn put_line(&mut self, out: &mut BytesMut) {
         if !self.head_sent {
-            out.put_slice(b"retry: 1000\n\n");
+            out.put_slice(b"retry: 1000\n");
             self.head_sent = true;
         }
         let mut digits = itoa::Buffer::new();
         let index = digits.format(self.next).as_bytes();
-        if self.sse {
-            out.put_slice(b"id: ");
-            out.put_slice(index);
-            out.put_slice(b"\nevent: chunk\ndata: {\"index\":");
-            out.put_slice(index);
-            out.put_slice(b",\"text\":\"Data Chunk ");
-            out.put_slice(index);
-            out.put_slice(b"\"}\n\n");
-        } else {
-            out.put_slice(b"Data Chunk ");
-            out.put_slice(index);
-            out.put_u8(b'\n');
+        match self.format {
+            Format::Sse => {
+                out.put_slice(b"event: chunk\ndata: {\"index\":");
+                out.put_slice(index);
+                out.put_slice(b",\"text\":\"Data Chunk ");
+                out.put_slice(index);
+                out.put_slice(b"\"}\nid: ");
+                out.put_slice(index);
+                out.put_slice(b"\n\n");
+            }
+            Format::Jsonl => {
+                out.put_slice(b"{\"index\":");
+                out.put_slice(index);
+                out.put_slice(b",\"text\":\"Data Chunk ");
+                out.put_slice(index);
+                out.put_slice(b"\"}\n");
+            }
+            Format::Text => {
+                out.put_slice(b"Data Chunk ");
+                out.put_slice(index);
+                out.put_u8(b'\n');
+            }
         }
         self.next += 1;
-        if self.sse && self.next == self.count {
+        if self.format == Format::Sse && self.next == self.count {
             out.put_slice(b"event: end\ndata: {\"count\":");
             out.put_slice(itoa::Buffer::new().format(self.count).as_bytes());
             out.put_slice(b"}\n\n");
@@ -133,24 +154,24 @@ impl Body for Lines {
     }
 }
 
-/// Answers `GET /stream` and `GET /stream/sse` (any other path: 404).
+/// Answers `GET /stream`, `GET /stream/sse` and `GET /stream/jsonl` (any other path: 404).
 async fn handle(req: Request<Incoming>) -> Result<Response<Lines>, Infallible> {
     let mut q = StreamQuery::parse(req.uri().query());
-    let sse = req.uri().path() == "/stream/sse";
-    let mut response = Response::builder().header(
-        "content-type",
-        if sse {
-            "text/event-stream"
-        } else {
-            "text/plain; charset=utf-8"
-        },
-    );
-    if req.uri().path() != "/stream" && !sse {
+    let (format, content_type) = match req.uri().path() {
+        "/stream/sse" => (Format::Sse, "text/event-stream"),
+        "/stream/jsonl" => (Format::Jsonl, "application/jsonl"),
+        _ => (Format::Text, "text/plain; charset=utf-8"),
+    };
+    let mut response = Response::builder().header("content-type", content_type);
+    if !matches!(
+        req.uri().path(),
+        "/stream" | "/stream/sse" | "/stream/jsonl"
+    ) {
         q.count = 0;
         response = response.status(404);
     }
     Ok(response
-        .body(Lines::new(q, sse))
+        .body(Lines::new(q, format))
         .expect("a static response builds"))
 }
 
