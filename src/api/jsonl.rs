@@ -82,7 +82,12 @@ impl JsonlApi {
     ) -> Result<JsonlResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
         let body = match self.0.open(Transport::Jsonl, params, req)? {
-            Some((chunks, guard)) => transport::jsonl::body(chunks, &params, guard),
+            Some((chunks, guard)) => transport::body(
+                chunks,
+                transport::jsonl::JsonLines::default(),
+                &params,
+                guard,
+            ),
             None => Body::empty(),
         };
         Ok(JsonlResponse::Ok(JsonlChunks(body)))

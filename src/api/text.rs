@@ -71,7 +71,12 @@ impl TextApi {
     ) -> Result<TextResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
         let body = match self.0.open(Transport::Text, params, req)? {
-            Some((chunks, guard)) => transport::text::body(chunks, &params, guard),
+            Some((chunks, guard)) => transport::body(
+                chunks,
+                transport::text::TextLines::default(),
+                &params,
+                guard,
+            ),
             None => Body::empty(),
         };
         Ok(TextResponse::Ok(TextChunks(body)))

@@ -17,9 +17,14 @@ pub mod text;
 pub mod ws;
 
 use bytes::BytesMut;
+use futures_util::Stream;
+use poem::Body;
 
 pub use self::frames::Frames;
-use crate::generator::Chunk;
+use crate::{
+    generator::{Chunk, ChunkRange, StreamParams},
+    streams::StreamGuard,
+};
 
 /// The wire format a stream is sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,4 +80,21 @@ pub trait Encoder: Send + Unpin + 'static {
     fn end(&mut self, _count: u64, _out: &mut BytesMut) {}
     /// Bytes sent when nothing was sent for the keep-alive period.
     fn keep_alive(&mut self, _out: &mut BytesMut) {}
+}
+
+/// The HTTP body for `chunks` in `encoder`'s wire format: ready chunks coalesced into one
+/// frame, each frame handed over the moment the generator would wait.
+pub fn body(
+    chunks: impl Stream<Item = ChunkRange> + Send + 'static,
+    encoder: impl Encoder,
+    params: &StreamParams,
+    guard: StreamGuard,
+) -> Body {
+    Body::from_bytes_stream(Frames::new(
+        chunks,
+        encoder,
+        guard,
+        params.start(),
+        params.count(),
+    ))
 }

@@ -136,22 +136,9 @@ impl Parser {
     }
 }
 
-/// Reads an event stream until it ends or `stop` says so; returns everything seen.
+/// Reads an event stream with `parser` until it ends or `stop` says so; returns everything
+/// seen.
 pub async fn read_until<S, B, E>(
-    body: S,
-    opened: Instant,
-    mut stop: impl FnMut(&[Item]) -> bool,
-) -> Vec<Item>
-where
-    S: Stream<Item = Result<B, E>>,
-    B: AsRef<[u8]>,
-    E: std::fmt::Debug,
-{
-    read_with(Parser::default(), body, opened, &mut stop).await
-}
-
-/// [`read_until`] with `parser`.
-pub async fn read_with<S, B, E>(
     mut parser: Parser,
     body: S,
     opened: Instant,

@@ -82,20 +82,15 @@ impl Lines {
         let index = digits.format(self.next).as_bytes();
         match self.format {
             Format::Sse => {
-                out.put_slice(b"event: chunk\ndata: {\"index\":");
-                out.put_slice(index);
-                out.put_slice(b",\"text\":\"Data Chunk ");
-                out.put_slice(index);
-                out.put_slice(b"\"}\nid: ");
+                out.put_slice(b"event: chunk\ndata: ");
+                put_json(out, index);
+                out.put_slice(b"\nid: ");
                 out.put_slice(index);
                 out.put_slice(b"\n\n");
             }
             Format::Jsonl => {
-                out.put_slice(b"{\"index\":");
-                out.put_slice(index);
-                out.put_slice(b",\"text\":\"Data Chunk ");
-                out.put_slice(index);
-                out.put_slice(b"\"}\n");
+                put_json(out, index);
+                out.put_u8(b'\n');
             }
             Format::Text => {
                 out.put_slice(b"Data Chunk ");
@@ -110,6 +105,15 @@ impl Lines {
             out.put_slice(b"}\n\n");
         }
     }
+}
+
+/// A chunk's JSON, `{"index":…,"text":"Data Chunk …"}`, from its index's digits.
+fn put_json(out: &mut BytesMut, index: &[u8]) {
+    out.put_slice(b"{\"index\":");
+    out.put_slice(index);
+    out.put_slice(b",\"text\":\"Data Chunk ");
+    out.put_slice(index);
+    out.put_slice(b"\"}");
 }
 
 impl Body for Lines {
