@@ -15,7 +15,7 @@
 //! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint, holding every
 //!   connection to its header, idle and stall deadlines.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
-//! - [`logging`]: the log output, with a field formatter cheap enough for a line per stream.
+//! - [`logging`]: the log output: tracing-subscriber's `fmt`, lines written in batches.
 //! - [`shutdown`]: shutdown in one place: the signal, one token, one task tracker, one
 //!   deadline.
 #![forbid(unsafe_code)]

@@ -15,7 +15,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::Instant,
 };
-use tracing::Span;
+use tracing::{Level, Span};
 
 use crate::{
     client::Share,
@@ -108,7 +108,15 @@ impl Streams {
             }));
         };
         metrics.open.increment(1.0);
-        let span = tracing::info_span!(
+        // The line at the end carries every field itself: at `info` that costs less than a
+        // span per stream (BENCHMARKS.md, "Logging"). The span is there for `debug`. The
+        // peer's text is kept for that line (the request is gone by then), if it is written.
+        let peer = if tracing::enabled!(Level::INFO) {
+            peer.to_string()
+        } else {
+            String::new()
+        };
+        let span = tracing::debug_span!(
             "stream",
             transport = transport.as_str(),
             count = params.count(),
@@ -119,6 +127,8 @@ impl Streams {
         span.in_scope(|| tracing::debug!("stream opened"));
         Ok(StreamGuard {
             transport,
+            params: *params,
+            peer,
             metrics: self.metrics.clone(),
             outcome: None,
             sent: 0,
@@ -198,6 +208,8 @@ impl Drop for ShareSlot {
 /// One open stream. Dropping it ends the stream's accounting exactly once.
 pub struct StreamGuard {
     transport: Transport,
+    params: StreamParams,
+    peer: String,
     metrics: Metrics,
     outcome: Option<Outcome>,
     sent: u64,
@@ -224,7 +236,7 @@ impl StreamGuard {
         self.outcome.get_or_insert(outcome);
     }
 
-    /// The stream's tracing span, for the transport's own events.
+    /// The stream's tracing span, for the transport's own events; enabled at `debug`.
     pub fn span(&self) -> &Span {
         &self.span
     }
@@ -244,6 +256,11 @@ impl Drop for StreamGuard {
         let elapsed: Duration = self.opened.elapsed();
         tracing::info!(
             parent: &self.span,
+            transport = self.transport.as_str(),
+            count = self.params.count(),
+            start = self.params.start(),
+            interval_ms = self.params.interval_ms(),
+            peer = %self.peer,
             outcome = outcome.as_str(),
             chunks = self.sent,
             elapsed_ms = elapsed.as_millis() as u64,
