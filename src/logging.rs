@@ -141,8 +141,9 @@ mod tests {
     use crate::{
         client::Share,
         generator::StreamParams,
-        metrics::Metrics,
-        streams::{Limits, Outcome, Streams, Transport},
+        metrics::{Metrics, Outcome},
+        streams::{Limits, Streams},
+        transport::Transport,
     };
 
     /// What was written, for the test to read.
@@ -187,6 +188,7 @@ mod tests {
                 streams: 1,
                 per_client: 0,
             },
+            Default::default(),
             Metrics::new(),
         );
         let params = StreamParams::new(10, 250, 2).expect("valid");
