@@ -9,8 +9,8 @@ use chunkstream::{
 };
 use clap::Parser;
 
-/// jemalloc keeps an idle streaming connection at about 9 KiB of RSS, where glibc's malloc
-/// fragments to about 13 (measured with 5 000 open SSE streams; see BENCHMARKS.md).
+/// jemalloc: with thousands of idle streaming connections glibc's malloc fragments, and an
+/// idle connection costs markedly more RSS (BENCHMARKS.md, "Memory per connection").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
