@@ -32,10 +32,12 @@ pub struct Frames<S, E> {
     count: u64,
     started: bool,
     done: bool,
-    /// The last frame was full: ready chunks are flowing, so allocate a full frame at once.
-    /// (A fresh buffer per frame: hyper queues several frames before it writes, so reusing
-    /// one buffer never gets it back in time, and `split` costs an extra allocation.)
+    /// The last frame was full: ready chunks are flowing, so a full frame is made at once.
     flowing: bool,
+    /// The buffer full frames are cut from while flowing. hyper writes a frame before it
+    /// asks for the next one (it buffers less than a frame: `MAX_BUF_SIZE` in the server),
+    /// so by then the frame is usually gone and `reserve` takes the allocation back.
+    spare: BytesMut,
     keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
 }
 
@@ -56,6 +58,7 @@ where
             started: false,
             done: false,
             flowing: false,
+            spare: BytesMut::new(),
             keep_alive: None,
         }
     }
@@ -119,14 +122,27 @@ where
         } else {
             SMALL_FRAME
         };
-        let mut out = BytesMut::with_capacity(capacity);
+        let mut out = if this.flowing {
+            let mut spare = std::mem::take(&mut this.spare);
+            spare.reserve(capacity);
+            spare
+        } else {
+            BytesMut::with_capacity(capacity)
+        };
         if !this.started {
             this.started = true;
             this.encoder.head(&mut out);
         }
         this.fill(cx, &mut out);
+        let was_flowing = this.flowing;
         this.flowing = out.len() >= FRAME_TARGET;
-        let frame = out.freeze();
+        let frame = if was_flowing || this.flowing {
+            let frame = out.split().freeze();
+            this.spare = out;
+            frame
+        } else {
+            out.freeze()
+        };
         if frame.is_empty() && !this.done {
             let Some((period, timer)) = &mut this.keep_alive else {
                 return Poll::Pending;
