@@ -226,15 +226,7 @@ async fn race_runs_every_transport_side_by_side_in_the_browser() {
         }
         b.screenshot("race").await;
         for transport in TRANSPORTS {
-            let done = b
-                .wait_panel(transport, "the end of the race", SOON, |p| {
-                    !matches!(p.state.as_str(), "connecting" | "streaming")
-                })
-                .await;
-            assert_eq!(done.state, "done", "{done:?}");
-            assert_eq!(done.count, count, "{done:?}");
-            assert!(done.in_order, "{done:?}");
-            assert_eq!(done.last, Some(count - 1), "{done:?}");
+            let done = b.wait_done(transport, count, SOON).await;
             // The DOM stays bounded: the last 50 chunks at most.
             assert!(done.indexes.len() <= 50, "{done:?}");
         }

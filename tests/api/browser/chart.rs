@@ -37,14 +37,7 @@ async fn race_panels(
     b.click("#start").await;
     let mut panels = HashMap::new();
     for transport in TRANSPORTS {
-        let done = b
-            .wait_panel(transport, "the end of the race", deadline, |p| {
-                !matches!(p.state.as_str(), "connecting" | "streaming")
-            })
-            .await;
-        assert_eq!(done.state, "done", "{done:?}");
-        assert_eq!(done.count, count, "{done:?}");
-        panels.insert(transport, done);
+        panels.insert(transport, b.wait_done(transport, count, deadline).await);
     }
     panels
 }

@@ -109,16 +109,7 @@ async fn four_tabs_race_at_once_over_http2_through_nginx_in_the_browser() {
         for (i, tab) in tabs.iter().enumerate() {
             b.switch_to(tab).await;
             for transport in TRANSPORTS {
-                let done = b
-                    .wait_panel(transport, "the end of the race", SOON * 2, |p| {
-                        p.state != "streaming" && p.state != "connecting"
-                    })
-                    .await;
-                let tab = i + 1;
-                assert_eq!(done.state, "done", "tab {tab}: {done:?}");
-                assert_eq!(done.count, count, "tab {tab}: {done:?}");
-                assert!(done.in_order, "tab {tab}: {done:?}");
-                assert_eq!(done.last, Some(count - 1), "tab {tab}: {done:?}");
+                b.wait_done(transport, count, SOON * 2).await;
                 if HTTP_TRANSPORTS.contains(&transport) {
                     b.wait_panel(transport, "the stream's own protocol", SOON, |p| {
                         p.protocol == "h2"

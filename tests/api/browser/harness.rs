@@ -493,6 +493,21 @@ impl Browser {
         }
     }
 
+    /// Waits (at most `deadline`) for `transport`'s stream to end, and checks that it ended
+    /// done with exactly `0..count`, in order; returns the panel.
+    pub async fn wait_done(&self, transport: &str, count: u64, deadline: Duration) -> Panel {
+        let done = self
+            .wait_panel(transport, "the end of the stream", deadline, |p| {
+                !matches!(p.state.as_str(), "connecting" | "streaming")
+            })
+            .await;
+        assert_eq!(done.state, "done", "{done:?}");
+        assert_eq!(done.count, count, "{done:?}");
+        assert!(done.in_order, "{done:?}");
+        assert_eq!(done.last, count.checked_sub(1), "{done:?}");
+        done
+    }
+
     /// Reads the chart: what it drew last, and what its SVG and legend hold.
     pub async fn chart(&self) -> Chart {
         let v = self

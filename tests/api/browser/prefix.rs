@@ -98,14 +98,7 @@ async fn the_page_under_a_path_prefix_streams_on_every_transport_in_the_browser(
             b.choose(mode, count, 20).await;
             b.click("#start").await;
             for transport in TRANSPORTS.iter().filter(|&&t| mode == "race" || mode == t) {
-                let done = b
-                    .wait_panel(transport, "the end of the stream", SOON, |p| {
-                        !matches!(p.state.as_str(), "connecting" | "streaming")
-                    })
-                    .await;
-                assert_eq!(done.state, "done", "{mode}: {done:?}");
-                assert_eq!(done.count, count, "{mode}: {done:?}");
-                assert!(done.in_order, "{mode}: {done:?}");
+                b.wait_done(transport, count, SOON).await;
             }
         }
         b.screenshot("prefix").await;
