@@ -500,7 +500,7 @@ async fn streams_survive_a_rolling_restart_behind_nginx() {
 /// BENCHMARKS.md, "First chunk through the HTTPS listener", has the figures; run it with
 /// `cargo test --release --test api first_chunk -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement (about a minute): run it by name with --ignored"]
+#[ignore = "a measurement (about two minutes): run it by name with --ignored"]
 async fn first_chunk_through_the_https_listener_measured() {
     /// Rounds measured, after as many again to warm up connections and caches.
     const ROUNDS: usize = 400;
