@@ -8,12 +8,16 @@ cd "$(dirname "$0")/.."
 # Debian's packages are):
 # - chromium + chromium-driver: the live page's browser tests (tests/api/browser.rs) drive
 #   headless Chromium through ChromeDriver;
-# - nginx: the scale-out test (tests/api/scaleout.rs) runs two instances behind
-#   deploy/nginx.conf.
+# - nginx: the scale-out test (tests/api/scaleout.rs) and the browser tests of the edge
+#   (tests/api/browser/edge.rs, prefix.rs) run instances behind nginx;
+# - openssl: those tests make a self-signed certificate for deploy/nginx.conf's HTTPS listener;
+# - npm: fetches axe-core, the accessibility checker the browser tests run in the page.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} for the tests" >&2
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
@@ -23,5 +27,16 @@ if [ ${#missing[@]} -gt 0 ]; then
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# CI=1: the tests that need Chromium or nginx fail rather than skip if they cannot run.
+# axe-core from npm, one pinned version (npm checks the registry's integrity hash), into
+# target/ (tests/api/browser/a11y.rs reads it there): nothing of it is committed.
+AXE_CORE_VERSION=4.14.1
+axe_dir="${CARGO_TARGET_DIR:-target}/axe-core"
+if ! grep -qs "\"version\": \"$AXE_CORE_VERSION\"" "$axe_dir/node_modules/axe-core/package.json"; then
+    echo "installing axe-core $AXE_CORE_VERSION for the tests" >&2
+    npm install --silent --prefix "$axe_dir" --no-save --no-package-lock --no-audit --no-fund \
+        "axe-core@$AXE_CORE_VERSION" >/dev/null
+fi
+
+# CI=1: the tests that need Chromium, nginx, openssl or axe-core fail rather than skip if
+# they cannot run.
 CI=1 cargo test --locked --workspace --all-targets

@@ -1,13 +1,16 @@
-// chunkstream live page: one generator, read over three transports, rendered as it arrives.
+// chunkstream live page: one generator, read over four transports, rendered as it arrives.
 //
-// Every URL is relative to the page (`stream?…`, `stream/sse?…`, a WebSocket URL built from
-// `location`), so the page works on any host and port and behind a reverse proxy.
+// Every URL is relative to the page (`stream?…`, `stream/sse?…`, `stream/jsonl?…`, a WebSocket
+// URL built from `location`), so the page works on any host and port and behind a reverse
+// proxy under any prefix.
 //
 // Each panel exposes its state on its element for tests and curious readers:
 //   data-state     idle | connecting | streaming | paused | reconnecting | done | stopped | error
 //   data-count     chunks received
 //   data-last      index of the last chunk received
 //   data-in-order  "true" while every chunk was the one after its predecessor
+//   data-protocol  h2 | http/1.1 | … (Resource Timing's nextHopProtocol) | unknown
+//   data-waiting   "true" while the panel explains why its stream waits for a connection
 // and `window.chunkstreamChart.read()` returns what the chart drew last (see chart.js).
 // `?chart=off` in the page's URL leaves the chart out, to measure what it costs.
 
@@ -19,18 +22,80 @@ const SHOWN = 50;
 const TICK_MS = 250;
 /** How long a WebSocket may take to close after a `stop` before the page closes it. */
 const STOP_GRACE_MS = 2000;
+/** How long an HTTP stream may wait for a connection before the panel says why. */
+const WAIT_EXPLAINED_AFTER_MS = 2000;
+/** Connections a browser opens to one site over HTTP/1.1 (all of them: Chromium, Firefox, Safari). */
+const HTTP1_CONNECTIONS_PER_SITE = 6;
 
 /**
  * The page's transports, in the order of their panels. The transport choices, the panels,
  * the race and the chart are all made from this list: a transport is one entry here and its
  * runner. Each colour keeps the contrast WCAG asks of graphics (3:1) against the chart's
  * background in both colour schemes, and each dash tells the lines apart without colour.
+ * `http`: the stream is an HTTP response, which holds one of the browser's connections to the
+ * site for as long as it lasts over HTTP/1.1 (a WebSocket has connections of its own).
  */
 const TRANSPORTS = [
-  { name: "text", label: "Text", api: "fetch", route: "stream", colour: "#2b7bd0", dash: "", runner: runText },
-  { name: "sse", label: "SSE", api: "EventSource", route: "stream/sse", colour: "#d2572b", dash: "9 4", runner: runSse },
-  { name: "ws", label: "WebSocket", api: null, route: "stream/ws", colour: "#0e8a63", dash: "2 5", runner: runWs },
+  { name: "text", label: "Text", api: "fetch", route: "stream", http: true, colour: "#2b7bd0", dash: "", runner: runText },
+  { name: "sse", label: "SSE", api: "EventSource", route: "stream/sse", http: true, colour: "#d2572b", dash: "9 4", runner: runSse },
+  { name: "ws", label: "WebSocket", api: null, route: "stream/ws", http: false, colour: "#0e8a63", dash: "2 5", runner: runWs },
+  { name: "jsonl", label: "JSON Lines", api: "fetch", route: "stream/jsonl", http: true, colour: "#9b59d0", dash: "8 3 2 3", runner: runJsonl },
 ];
+
+/**
+ * The protocol a stream of this page uses: its Resource Timing entry's `nextHopProtocol`
+ * (`h2`, `http/1.1`, `h3`), or "unknown" where the browser hides it. A browser records a
+ * fetch's or an EventSource's entry only once its response has ended, so until then it is
+ * the page's: the page and its streams come from one origin over one protocol, and over
+ * HTTP/2 one connection carries them all. A WebSocket has no entry at all: "unknown".
+ */
+function protocolOf(run) {
+  if (!run.panel.transport.http) return "unknown";
+  const own = performance
+    .getEntriesByName(run.url.href, "resource")
+    .filter((e) => e.startTime >= run.startedAt && e.nextHopProtocol)
+    .pop();
+  return own?.nextHopProtocol ?? pageProtocol();
+}
+
+/**
+ * The protocol this page's origin answers in: the latest timing entry of the origin that
+ * names one. A response from the browser's cache names none (a reloaded page, its script),
+ * hence the probe below; and until it is answered, a page over plain `http:` is HTTP/1.1 all
+ * the same (browsers speak HTTP/2 and HTTP/3 only over TLS).
+ */
+function pageProtocol() {
+  const entries = [
+    ...performance.getEntriesByType("navigation"),
+    ...performance.getEntriesByType("resource"),
+  ];
+  const named = entries
+    .filter((e) => e.nextHopProtocol && new URL(e.name).origin === location.origin)
+    .pop();
+  if (named) return named.nextHopProtocol;
+  return location.protocol === "http:" ? "http/1.1" : "unknown";
+}
+
+// The probe: the page itself asked for again past the cache, headers only, so that its timing
+// entry names the protocol even when the page came from the cache.
+fetch(location.href, { method: "HEAD", cache: "no-store" }).catch(() => {});
+
+// Entries past the buffer's size (250 by default) are dropped: long sessions start anew.
+performance.addEventListener("resourcetimingbufferfull", () => performance.clearResourceTimings());
+
+/** Why a stream is still connecting, over HTTP/1.1: the page's share of the six connections. */
+function waitReason(held) {
+  const cap = HTTP1_CONNECTIONS_PER_SITE;
+  const page =
+    held >= cap
+      ? `This page holds ${held} open streams.`
+      : `This page holds ${held} open stream${held === 1 ? "" : "s"}; other tabs or pages of this site hold the rest.`;
+  return (
+    `Waiting for a connection: over HTTP/1.1 a browser opens at most ${cap} connections ` +
+    `per site, and each open stream holds one for as long as it lasts. ${page} ` +
+    "HTTP/2 (the HTTPS listener of deploy/nginx.conf) carries every stream over one connection."
+  );
+}
 
 /** One panel: the figures and the last chunks of one transport. */
 class Panel {
@@ -51,6 +116,8 @@ class Panel {
     this.rateEl = $(".rate");
     this.firstEl = $(".first");
     this.elapsedEl = $(".elapsed");
+    this.protocolEl = $(".protocol");
+    this.waitEl = $(".wait");
     this.errorEl = $(".error");
     this.listEl = $(".chunks");
     this.run = null;
@@ -72,6 +139,8 @@ class Panel {
     this.rateEl.textContent = "–";
     this.firstEl.textContent = "–";
     this.elapsedEl.textContent = "–";
+    this.showWait(null);
+    this.showProtocol();
   }
 
   setState(state) {
@@ -82,6 +151,21 @@ class Panel {
   showError(message) {
     this.errorEl.textContent = message;
     this.errorEl.hidden = false;
+  }
+
+  /** Says why the stream waits for a connection, or (`null`) says nothing. */
+  showWait(reason) {
+    const text = reason ?? "";
+    // Written only when it changes: the element is a live region, read out on each change.
+    if (this.waitEl.textContent !== text) this.waitEl.textContent = text;
+    if (reason === null) delete this.el.dataset.waiting;
+    else this.el.dataset.waiting = "true";
+  }
+
+  showProtocol() {
+    const protocol = this.run ? protocolOf(this.run) : "–";
+    if (this.protocolEl.textContent !== protocol) this.protocolEl.textContent = protocol;
+    if (this.run) this.el.dataset.protocol = protocol;
   }
 
   /** Queues a chunk for the next frame; only the last SHOWN are ever kept. */
@@ -125,6 +209,8 @@ class Panel {
   tick() {
     const run = this.run;
     if (!run) return;
+    this.showProtocol();
+    this.showWait(run.waitReason());
     const seconds = ((run.endedAt ?? performance.now()) - run.startedAt) / 1000;
     this.elapsedEl.textContent = `${seconds.toFixed(1)} s`;
     const rate = seconds > 0 ? run.received / seconds : null;
@@ -143,6 +229,8 @@ class Run {
     this.lastIndex = null;
     this.inOrder = true;
     this.firstMs = null;
+    /** The stream's URL, relative to the page (so under any prefix a proxy adds). */
+    this.url = new URL(`${panel.transport.route}?${params.query}`, location.href);
     this.startedAt = performance.now();
     this.endedAt = null;
     this.stopping = false;
@@ -155,6 +243,20 @@ class Run {
     return this.panel.run === this;
   }
 
+  /**
+   * Why this run still waits for its response, in words, or `null`: only an HTTP stream,
+   * connecting for longer than WAIT_EXPLAINED_AFTER_MS, over HTTP/1.1.
+   */
+  waitReason() {
+    const waiting =
+      this.active &&
+      this.state === "connecting" &&
+      this.panel.transport.http &&
+      performance.now() - this.startedAt > WAIT_EXPLAINED_AFTER_MS &&
+      protocolOf(this) === "http/1.1";
+    return waiting ? waitReason(controls.connectionsHeld()) : null;
+  }
+
   get active() {
     return this.endedAt === null;
   }
@@ -163,6 +265,7 @@ class Run {
     if (!this.current) return;
     this.state = state;
     this.panel.setState(state);
+    this.panel.showWait(this.waitReason());
     controls.refresh();
   }
 
@@ -183,6 +286,8 @@ class Run {
     if (message) this.panel.showError(message);
     this.setState(state);
     this.panel.render();
+    // The stream's own timing entry is recorded as its response ends, a moment after.
+    setTimeout(() => this.current && this.panel.showProtocol(), TICK_MS);
   }
 
   /** Ends the run as done, or as an error if chunks are missing. */
@@ -225,16 +330,18 @@ async function diagnose(url) {
   }
 }
 
-/** Text: fetch, then read the body as it arrives and split it into lines across reads. */
-async function runText(run) {
-  const url = `stream?${run.params.query}`;
+/**
+ * Fetches the run's URL and hands each line of its body to `line` as it arrives, splitting
+ * across reads (a line may come in pieces); then completes the run. Text and JSON Lines read so.
+ */
+async function readLines(run, line) {
   run.abort = new AbortController();
   run.stop = () => {
     run.end("stopped");
     run.abort.abort();
   };
   try {
-    const resp = await fetch(url, { signal: run.abort.signal, cache: "no-store" });
+    const resp = await fetch(run.url, { signal: run.abort.signal, cache: "no-store" });
     if (!resp.ok) {
       run.end("error", await errorMessage(resp));
       return;
@@ -243,10 +350,6 @@ async function runText(run) {
     const reader = resp.body.getReader();
     const decoder = new TextDecoder();
     let partial = ""; // the start of a line whose end has not arrived yet
-    const line = (text) => {
-      const m = /^Data Chunk (\d+)$/.exec(text);
-      run.chunk(m ? Number(m[1]) : NaN, text);
-    };
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -260,13 +363,29 @@ async function runText(run) {
   } catch (err) {
     if (run.abort.signal.aborted) return; // Stop: already ended as "stopped"
     run.end("error", `the stream broke: ${err.message}`);
+    run.abort.abort(); // a line that would not parse: the rest of the body is not wanted
   }
+}
+
+/** Text: one `Data Chunk i` line per chunk. */
+function runText(run) {
+  return readLines(run, (text) => {
+    const m = /^Data Chunk (\d+)$/.exec(text);
+    run.chunk(m ? Number(m[1]) : NaN, text);
+  });
+}
+
+/** JSON Lines: one chunk's JSON per line (a line that is not JSON breaks the stream). */
+function runJsonl(run) {
+  return readLines(run, (text) => {
+    const chunk = JSON.parse(text);
+    run.chunk(chunk.index, chunk.text);
+  });
 }
 
 /** SSE: EventSource, closed on the `end` event (else it would reconnect forever). */
 function runSse(run) {
-  const url = `stream/sse?${run.params.query}`;
-  const es = new EventSource(url);
+  const es = new EventSource(run.url);
   run.stop = () => {
     es.close();
     run.end("stopped");
@@ -293,14 +412,14 @@ function runSse(run) {
       return;
     }
     // Otherwise a 400 (or a 204 for a stream resumed past its end): ask for the message.
-    const message = await diagnose(url);
+    const message = await diagnose(run.url);
     run.end("error", message ?? "the event stream failed");
   });
 }
 
 /** WebSocket: one text frame per chunk; pause, resume and stop are control messages. */
 function runWs(run) {
-  const url = new URL(`stream/ws?${run.params.query}`, location.href);
+  const url = new URL(run.url);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url);
   let opened = false;
@@ -341,7 +460,7 @@ function runWs(run) {
     if (run.stopping) return;
     if (!opened) {
       // The upgrade was refused; the browser hides the answer, so ask for it again.
-      const message = await diagnose(url.href.replace(/^ws/, "http"));
+      const message = await diagnose(run.url);
       run.end("error", message ?? `the WebSocket was refused (close code ${e.code})`);
     } else if (e.code === 1000) {
       run.complete();
@@ -436,6 +555,11 @@ const controls = {
     return Object.values(this.panels)
       .map((panel) => panel.run)
       .filter((r) => r && r.active);
+  },
+
+  /** This page's HTTP streams that hold a connection: those that have their response. */
+  connectionsHeld() {
+    return this.runs().filter((r) => r.panel.transport.http && r.state === "streaming").length;
   },
 
   showPanels() {

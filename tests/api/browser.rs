@@ -2,10 +2,15 @@
 //! against the page that `spawn_app()` serves. The page exposes each panel's state as
 //! `data-*` attributes and the chart's data through `window.chunkstreamChart`; the tests read
 //! those, and the server's own metrics, under deadlines — never after a sleep. The browser
-//! itself is in `harness`; `chart` tests the chart of chunks per second.
+//! itself is in `harness`; `chart` tests the chart of chunks per second, `a11y` runs axe-core
+//! on the page, `edge` runs it behind `deploy/nginx.conf` in several tabs (HTTP/2, and the
+//! six-connection cap of HTTP/1.1), and `prefix` under a path prefix.
 
+mod a11y;
 mod chart;
+mod edge;
 mod harness;
+mod prefix;
 
 use std::time::{Duration, Instant};
 
@@ -14,10 +19,12 @@ use futures_util::FutureExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{spawn_app, spawn_app_at, spawn_app_with, wait_until};
-use harness::{SOON, SseRequest, chunks_sent, open_streams, with_browser, with_browser_at};
+use harness::{
+    Options, SOON, SseRequest, chunks_sent, open_streams, with_browser, with_browser_at,
+};
 
 /// The page's transports, as its panels name them.
-const TRANSPORTS: [&str; 3] = ["text", "sse", "ws"];
+const TRANSPORTS: [&str; 4] = ["text", "sse", "ws", "jsonl"];
 
 /// One transport end to end: chunks show up while the server is still producing them, all
 /// arrive in order with live figures, and Stop ends the stream on the server too.
@@ -124,6 +131,11 @@ async fn websocket_streams_live_in_order_and_stops_in_the_browser() {
 }
 
 #[tokio::test]
+async fn json_lines_stream_live_in_order_and_stop_in_the_browser() {
+    streams_live_in_order_and_stops("jsonl").await;
+}
+
+#[tokio::test]
 async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser() {
     let app = spawn_app().await;
     with_browser(&app, "ws-pause", async |b| {
@@ -192,10 +204,10 @@ async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser(
 }
 
 #[tokio::test]
-async fn race_runs_all_three_side_by_side_in_the_browser() {
+async fn race_runs_every_transport_side_by_side_in_the_browser() {
     let app = spawn_app().await;
     with_browser(&app, "race", async |b| {
-        // Tall enough for the chart and the three panels in one screenshot.
+        // Tall enough for the chart and the panels in one screenshot.
         b.client
             .set_window_size(1280, 1400)
             .await
@@ -207,22 +219,14 @@ async fn race_runs_all_three_side_by_side_in_the_browser() {
         let visible = b
             .js(r#"return [...document.querySelectorAll(".panel")].filter((p) => !p.hidden).length;"#)
             .await;
-        assert_eq!(visible, json!(3), "race shows the three panels");
+        assert_eq!(visible, json!(TRANSPORTS.len()), "race shows every panel");
         for transport in TRANSPORTS {
             b.wait_panel(transport, "the race under way", SOON, |p| p.count >= 12)
                 .await;
         }
         b.screenshot("race").await;
         for transport in TRANSPORTS {
-            let done = b
-                .wait_panel(transport, "the end of the race", SOON, |p| {
-                    !matches!(p.state.as_str(), "connecting" | "streaming")
-                })
-                .await;
-            assert_eq!(done.state, "done", "{done:?}");
-            assert_eq!(done.count, count, "{done:?}");
-            assert!(done.in_order, "{done:?}");
-            assert_eq!(done.last, Some(count - 1), "{done:?}");
+            let done = b.wait_done(transport, count, SOON).await;
             // The DOM stays bounded: the last 50 chunks at most.
             assert!(done.indexes.len() <= 50, "{done:?}");
         }
@@ -326,7 +330,7 @@ async fn docs_link_renders_the_operations_in_the_browser() {
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let wanted = ["/stream", "/stream/sse", "/stream/ws"];
+            let wanted = ["/stream", "/stream/sse", "/stream/ws", "/stream/jsonl"];
             if wanted.iter().all(|w| paths.contains(w)) {
                 break;
             }
@@ -360,7 +364,11 @@ async fn sse_resumes_across_a_server_restart_in_the_browser() {
     let addr = first.addr;
     let base = first.url("/");
     let url = first.url(&format!("/stream/sse?count={count}&interval_ms=100"));
-    with_browser_at(&base, "sse-restart", true, async move |b| {
+    let options = Options {
+        network_log: true,
+        ..Options::default()
+    };
+    with_browser_at(&base, "sse-restart", options, async move |b| {
         b.open_page().await;
         b.choose("sse", count, 100).await;
         b.click("#start").await;

@@ -123,6 +123,12 @@ pub struct Panel {
     pub received: String,
     pub rate: String,
     pub elapsed: String,
+    /// `data-protocol`: `h2`, `http/1.1`, `unknown`; empty before any run.
+    pub protocol: String,
+    /// Why the stream waits for a connection, as the panel says it (empty when it does not).
+    pub wait: String,
+    /// `data-waiting`: the panel says why its stream waits.
+    pub waiting: bool,
 }
 
 impl Panel {
@@ -151,6 +157,9 @@ impl Panel {
             received: s("received"),
             rate: s("rate"),
             elapsed: s("elapsed"),
+            protocol: s("protocol"),
+            wait: s("wait"),
+            waiting: v["waiting"].as_str() == Some("true"),
         }
     }
 
@@ -234,16 +243,20 @@ impl Line {
     }
 }
 
-/// Where screenshots go: `target/browser/` (or under `CARGO_TARGET_DIR`).
-pub fn screenshot_dir() -> PathBuf {
-    let target = env::var_os("CARGO_TARGET_DIR")
+/// `target/`, or `CARGO_TARGET_DIR`.
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("browser")
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// A port nobody listens on right now, for chromedriver.
-fn free_port() -> u16 {
+/// Where screenshots go: `target/browser/` (or under `CARGO_TARGET_DIR`).
+pub fn screenshot_dir() -> PathBuf {
+    target_dir().join("browser")
+}
+
+/// A loopback port nobody listens on right now (for chromedriver, a test's nginx).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -290,16 +303,24 @@ fn start_chromedriver(port: u16) -> Driver {
 /// Without Chromium or chromedriver, `test` is skipped saying why, or, when `CI` is set, the
 /// test fails (see `helpers::needs`).
 pub async fn with_browser(app: &TestApp, name: &str, test: impl AsyncFnOnce(&Browser)) {
-    with_browser_at(&app.url("/"), name, false, test).await;
+    with_browser_at(&app.url("/"), name, Options::default(), test).await;
+}
+
+/// How [`with_browser_at`] starts Chromium, besides what every test needs.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Chromium also records its network events, which [`Browser::network_events`] reads.
+    pub network_log: bool,
+    /// More command-line switches (`--ignore-certificate-errors-spki-list=…`).
+    pub args: Vec<String>,
 }
 
 /// [`with_browser`] on the page at `base`, which may outlive any one server (a restart on
-/// the same address). With `network_log`, Chromium also records its network events, which
-/// [`Browser::network_events`] reads back.
+/// the same address) or be no `TestApp`'s at all (a proxy's), with `options`.
 pub async fn with_browser_at(
     base: &str,
     name: &str,
-    network_log: bool,
+    options: Options,
     test: impl AsyncFnOnce(&Browser),
 ) {
     if !needs("Chromium with chromedriver", browser_installed()) {
@@ -325,7 +346,8 @@ pub async fn with_browser_at(
     .await;
 
     let profile = tempfile::tempdir().expect("a temporary Chromium profile");
-    let args = [
+    let user_data_dir = format!("--user-data-dir={}", profile.path().display());
+    let mut args = vec![
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -335,14 +357,15 @@ pub async fn with_browser_at(
         "--no-first-run",
         "--disable-sync",
         "--window-size=1280,900",
-        &format!("--user-data-dir={}", profile.path().display()),
+        &user_data_dir,
     ];
+    args.extend(options.args.iter().map(String::as_str));
     let capabilities = json!({
         "browserName": "chrome",
         "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
         // Every console message and failed load, read back through chromedriver; and, when
         // asked for, the DevTools network events (the requests the page's APIs make).
-        "goog:loggingPrefs": if network_log {
+        "goog:loggingPrefs": if options.network_log {
             json!({ "browser": "ALL", "performance": "ALL" })
         } else {
             json!({ "browser": "ALL" })
@@ -402,6 +425,23 @@ impl Browser {
         self.assert_no_console_errors("loading the page").await;
     }
 
+    /// Opens the live page in a new tab, which becomes the one the other methods act on;
+    /// returns its handle, for [`Browser::switch_to`].
+    pub async fn open_tab(&self) -> fantoccini::wd::WindowHandle {
+        let tab = self.client.new_window(true).await.expect("a new tab");
+        self.switch_to(&tab.handle).await;
+        self.open_page().await;
+        tab.handle
+    }
+
+    /// Makes the tab `handle` the one the other methods act on.
+    pub async fn switch_to(&self, handle: &fantoccini::wd::WindowHandle) {
+        self.client
+            .switch_to_window(handle.clone())
+            .await
+            .expect("switch tabs");
+    }
+
     /// Runs a script in the page and returns its value.
     pub async fn js(&self, script: &str) -> Value {
         self.client
@@ -423,7 +463,8 @@ impl Browser {
                     indexes: items.map((li) => li.dataset.index),
                     texts: items.map((li) => li.textContent),
                     error: q(".error"), received: q(".received"), rate: q(".rate"),
-                    elapsed: q(".elapsed"),
+                    elapsed: q(".elapsed"), protocol: p.dataset.protocol, wait: q(".wait"),
+                    waiting: p.dataset.waiting,
                 }};"#
             ))
             .await;
@@ -450,6 +491,21 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits (at most `deadline`) for `transport`'s stream to end, and checks that it ended
+    /// done with exactly `0..count`, in order; returns the panel.
+    pub async fn wait_done(&self, transport: &str, count: u64, deadline: Duration) -> Panel {
+        let done = self
+            .wait_panel(transport, "the end of the stream", deadline, |p| {
+                !matches!(p.state.as_str(), "connecting" | "streaming")
+            })
+            .await;
+        assert_eq!(done.state, "done", "{done:?}");
+        assert_eq!(done.count, count, "{done:?}");
+        assert!(done.in_order, "{done:?}");
+        assert_eq!(done.last, count.checked_sub(1), "{done:?}");
+        done
     }
 
     /// Reads the chart: what it drew last, and what its SVG and legend hold.
@@ -628,6 +684,28 @@ impl Browser {
             .expect("an animation frame");
     }
 
+    /// Runs axe-core (`axe`, its source) on the page as it is now and returns its violations,
+    /// one line each: rule, impact, help and the elements it names.
+    pub async fn axe_violations(&self, axe: &str) -> Vec<String> {
+        // Loaded once per page: a second load would replace the first, harmlessly.
+        self.js(&format!("{axe}\n;return typeof axe;")).await;
+        let found = self
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ["violations"] })
+                    .then((r) => done(r.violations.map((v) =>
+                        `${v.id} (${v.impact}): ${v.help}: ` +
+                        v.nodes.map((n) => n.target.join(" ")).join(", "))))
+                    .catch((e) => done([`axe failed: ${e}`]));"#,
+                vec![],
+            )
+            .await
+            .expect("axe runs");
+        serde_json::from_value(found.clone())
+            .unwrap_or_else(|e| panic!("violations ({e}): {found}"))
+    }
+
     pub async fn assert_no_console_errors(&self, during: &str) {
         let errors = self.console_errors().await;
         assert!(
@@ -635,6 +713,19 @@ impl Browser {
             "console errors while {during}: {errors:#?}"
         );
     }
+}
+
+/// axe-core's source, from where `./scripts/test.sh` puts it (`target/axe-core/`, fetched
+/// from npm at a pinned version); `None` (the test skipped, saying why) when it is not
+/// there, unless `CI` is set (see `helpers::needs`).
+pub fn axe_core() -> Option<String> {
+    let path = target_dir().join("axe-core/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&path).ok();
+    needs(
+        "axe-core (./scripts/test.sh fetches it from npm)",
+        source.is_some(),
+    )
+    .then(|| source.expect("read above"))
 }
 
 /// `chunkstream_chunks_sent_total{transport}`; fails the test if the series is missing.

@@ -1,0 +1,137 @@
+//! The page under a path prefix: nginx mounts a server at `/demo/` (a config this test
+//! writes, not `deploy/`'s), and the page at `/demo/` streams on every transport, its
+//! relative URLs resolving under the prefix.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use super::TRANSPORTS;
+use super::harness::{Options, SOON, free_port, with_browser_at};
+use crate::helpers::{Process, needs, spawn_app, wait_until};
+use crate::scaleout::nginx_binary;
+
+/// nginx on `port`, passing `/demo/…` to `upstream` as `/…`, as a site that mounts the demo
+/// among other things would. `Host` is the browser's, so that the WebSocket Origin check
+/// sees a same-origin upgrade.
+fn config(port: u16, upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log logs/access.log;
+    client_body_temp_path tmp/client_body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      '';
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 404; }}
+        location /demo/ {{
+            proxy_pass http://{upstream}/;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn the_page_under_a_path_prefix_streams_on_every_transport_in_the_browser() {
+    let installed = Command::new(nginx_binary())
+        .arg("-v")
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !needs("nginx", installed) {
+        return;
+    }
+    let app = spawn_app().await;
+    let port = free_port();
+    let prefix = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nginx-prefix");
+    let _ = std::fs::remove_dir_all(&prefix);
+    for dir in ["logs", "tmp"] {
+        std::fs::create_dir_all(prefix.join(dir)).expect("nginx's folders");
+    }
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(&conf, config(port, app.addr)).expect("write the config");
+    let _nginx = Process(
+        Command::new(nginx_binary())
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .args(["-e", "stderr", "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx"),
+    );
+    let base = format!("http://127.0.0.1:{port}/demo/");
+    let health = format!("{base}healthz");
+    wait_until(
+        Duration::from_secs(10),
+        "nginx to pass /demo/ on",
+        || async { reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) },
+    )
+    .await;
+
+    with_browser_at(&base, "prefix", Options::default(), async |b| {
+        b.open_page().await;
+        // Each transport alone, then all at once.
+        let count = 20;
+        for mode in TRANSPORTS.iter().copied().chain(["race"]) {
+            b.choose(mode, count, 20).await;
+            b.click("#start").await;
+            for transport in TRANSPORTS.iter().filter(|&&t| mode == "race" || mode == t) {
+                b.wait_done(transport, count, SOON).await;
+            }
+        }
+        b.screenshot("prefix").await;
+        // The links resolve under the prefix too.
+        let hrefs = b
+            .js(r#"return [...document.querySelectorAll("nav a")].map((a) => a.href);"#)
+            .await;
+        assert_eq!(
+            hrefs,
+            serde_json::json!([format!("{base}docs"), format!("{base}openapi.json")])
+        );
+        b.assert_no_console_errors("streaming under /demo/").await;
+    })
+    .await;
+
+    // Every stream reached the server through the prefix: two of each transport (alone,
+    // then in the race), all completed.
+    for transport in TRANSPORTS {
+        let completed = app
+            .metric(
+                "chunkstream_streams_total",
+                &[("transport", transport), ("outcome", "completed")],
+            )
+            .await;
+        assert_eq!(completed, 2.0, "{transport}");
+    }
+    let log = std::fs::read_to_string(prefix.join("logs/access.log")).expect("nginx's log");
+    for route in [
+        "/demo/stream?",
+        "/demo/stream/sse?",
+        "/demo/stream/ws?",
+        "/demo/stream/jsonl?",
+    ] {
+        assert!(log.contains(route), "no {route} in nginx's log:\n{log}");
+    }
+}
