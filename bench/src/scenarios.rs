@@ -551,14 +551,16 @@ impl Bench {
             for _ in 0..n {
                 conns.push(load::open(server.addr, route, "count=100000000", true, 4096).await?);
             }
-            // The buffers fill at once (the streams are flat out): wait for RSS to settle.
+            // The buffers fill within a moment (the streams are flat out): wait until RSS has
+            // not moved by 1% for three samples in a row, at most 20 s.
             let mut rss = server.rss_kib().unwrap_or(rss_before);
-            for _ in 0..20 {
+            let mut steady = 0;
+            for _ in 0..40 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let now = server.rss_kib().unwrap_or(rss);
-                let settled = now.abs_diff(rss) * 100 <= rss;
+                steady = if now.abs_diff(rss) * 100 <= rss { steady + 1 } else { 0 };
                 rss = now;
-                if settled {
+                if steady == 3 {
                     break;
                 }
             }

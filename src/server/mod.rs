@@ -42,11 +42,12 @@ use crate::{config::Timeouts, shutdown::Shutdown};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The most a connection buffers in hyper: the request head it reads, and the response bytes
-/// queued for a client that is not reading (hyper polls the body for more only below it).
-/// hyper's default is about 400 KiB, which every stalled stream would hold on top of one of
-/// the transports' frames (BENCHMARKS.md, "Stalled clients"). It also caps a request head:
-/// a larger one gets 431.
-const MAX_BUF_SIZE: usize = 16 * 1024;
+/// queued for writing (hyper asks the body for another frame only below it, and writes what
+/// it holds in one `writev`). hyper's default, about 400 KiB, is what every client that
+/// stops reading would pin down; less means more, smaller writes for a fast one. This
+/// balance keeps a stalled stream well under 128 KiB (BENCHMARKS.md, "Stalled clients"). It
+/// also caps a request head: a larger one gets 431.
+const MAX_BUF_SIZE: usize = 80 * 1024;
 
 /// The most bytes the kernel holds unsent for a connection (`TCP_NOTSENT_LOWAT`; what is in
 /// flight is still governed by TCP's windows). Without it a socket's send buffer grows to

@@ -14,8 +14,13 @@ use tokio::time::{Instant, Sleep, sleep};
 use super::{Encoder, FRAME_TARGET};
 use crate::{generator::ChunkRange, metrics::Outcome, streams::StreamGuard};
 
-/// First allocation for a buffer when the stream was not flowing flat out.
+/// First allocation for a buffer when the stream was not flowing flat out; also more than
+/// any one chunk's bytes.
 const SMALL_FRAME: usize = 256;
+
+/// A frame is full once it holds this much: one more chunk still fits in [`FRAME_TARGET`],
+/// so a full frame never grows past the allocation it started with.
+const FULL: usize = FRAME_TARGET - SMALL_FRAME;
 /// The chunk stream `S`, encoded by `E` into coalesced frames for an HTTP body.
 ///
 /// Owns the stream's [`StreamGuard`]: when hyper drops the body (client gone) the
@@ -34,10 +39,6 @@ pub struct Frames<S, E> {
     done: bool,
     /// The last frame was full: ready chunks are flowing, so a full frame is made at once.
     flowing: bool,
-    /// The buffer full frames are cut from while flowing. hyper writes a frame before it
-    /// asks for the next one (it buffers less than a frame: `MAX_BUF_SIZE` in the server),
-    /// so by then the frame is usually gone and `reserve` takes the allocation back.
-    spare: BytesMut,
     keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
 }
 
@@ -58,7 +59,6 @@ where
             started: false,
             done: false,
             flowing: false,
-            spare: BytesMut::new(),
             keep_alive: None,
         }
     }
@@ -76,7 +76,7 @@ where
             for chunk in self.pending.by_ref() {
                 self.encoder.chunk(chunk, out);
                 sent += 1;
-                if out.len() >= FRAME_TARGET {
+                if out.len() >= FULL {
                     break 'fill;
                 }
             }
@@ -118,31 +118,18 @@ where
             return Poll::Ready(None);
         }
         let capacity = if this.flowing {
-            FRAME_TARGET + SMALL_FRAME
+            FRAME_TARGET
         } else {
             SMALL_FRAME
         };
-        let mut out = if this.flowing {
-            let mut spare = std::mem::take(&mut this.spare);
-            spare.reserve(capacity);
-            spare
-        } else {
-            BytesMut::with_capacity(capacity)
-        };
+        let mut out = BytesMut::with_capacity(capacity);
         if !this.started {
             this.started = true;
             this.encoder.head(&mut out);
         }
         this.fill(cx, &mut out);
-        let was_flowing = this.flowing;
-        this.flowing = out.len() >= FRAME_TARGET;
-        let frame = if was_flowing || this.flowing {
-            let frame = out.split().freeze();
-            this.spare = out;
-            frame
-        } else {
-            out.freeze()
-        };
+        this.flowing = out.len() >= FULL;
+        let frame = out.freeze();
         if frame.is_empty() && !this.done {
             let Some((period, timer)) = &mut this.keep_alive else {
                 return Poll::Pending;

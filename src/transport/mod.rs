@@ -68,8 +68,12 @@ impl Transport {
         }
     }
 }
-/// A buffer is handed to hyper once it holds this much, even if more chunks are ready.
-pub const FRAME_TARGET: usize = 64 * 1024;
+/// A buffer is handed to hyper once it holds about this much, even if more chunks are
+/// ready. hyper writes the frames it holds in one `writev` (up to the server's
+/// `MAX_BUF_SIZE`), and what it holds is what a client that stops reading pins down: small
+/// frames let it batch several per write and still hold little (BENCHMARKS.md, "Stalled
+/// clients").
+pub const FRAME_TARGET: usize = 16 * 1024;
 /// The bytes of one wire format.
 pub trait Encoder: Send + Unpin + 'static {
     /// Bytes sent before the first chunk.

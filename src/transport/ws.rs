@@ -41,8 +41,9 @@ use crate::{
 pub const MAX_INCOMING: usize = 4 * 1024;
 
 /// Ready chunks are fed without a flush until about this many bytes are pending; then the
-/// loop looks at the peer's messages again (tungstenite writes its buffer out by itself).
-const BATCH_BYTES: usize = super::FRAME_TARGET;
+/// loop looks at the peer's messages again (tungstenite writes its buffer out by itself,
+/// once it holds this much: its write buffer, which a stalled peer holds at most).
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// After our close frame, how long the peer has to read it and close its side of the
 /// connection before the socket is dropped.
@@ -61,7 +62,7 @@ pub fn config() -> WebSocketConfig {
         .max_message_size(Some(MAX_INCOMING))
         .max_frame_size(Some(MAX_INCOMING))
         .read_buffer_size(MAX_INCOMING)
-        .write_buffer_size(super::FRAME_TARGET)
+        .write_buffer_size(BATCH_BYTES)
 }
 
 /// How a WebSocket stream is run.
