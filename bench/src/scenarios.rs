@@ -558,7 +558,11 @@ impl Bench {
             for _ in 0..40 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let now = server.rss_kib().unwrap_or(rss);
-                steady = if now.abs_diff(rss) * 100 <= rss { steady + 1 } else { 0 };
+                steady = if now.abs_diff(rss) * 100 <= rss {
+                    steady + 1
+                } else {
+                    0
+                };
                 rss = now;
                 if steady == 3 {
                     break;

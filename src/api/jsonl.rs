@@ -10,7 +10,7 @@ use poem_openapi::{
 };
 
 use super::{ChunkSchema, Shared, StreamError, Tag, default_count, params, streaming};
-use crate::transport::{self, Transport};
+use crate::transport::{Transport, jsonl::JsonLines};
 
 /// The JSON Lines transport.
 pub struct JsonlApi(pub Shared);
@@ -81,15 +81,9 @@ impl JsonlApi {
         req: &Request,
     ) -> Result<JsonlResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
-        let body = match self.0.open(Transport::Jsonl, params, req)? {
-            Some((chunks, guard)) => transport::body(
-                chunks,
-                transport::jsonl::JsonLines::default(),
-                &params,
-                guard,
-            ),
-            None => Body::empty(),
-        };
+        let body = self
+            .0
+            .body(Transport::Jsonl, params, req, JsonLines::default())?;
         Ok(JsonlResponse::Ok(JsonlChunks(body)))
     }
 }

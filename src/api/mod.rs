@@ -36,7 +36,7 @@ use crate::{
     server::Activity,
     shutdown::Shutdown,
     streams::{Limits, Refusal, StreamGuard, Streams},
-    transport::Transport,
+    transport::{self, Encoder, Transport},
 };
 
 /// What the operations share: the open streams and the configuration.
@@ -98,6 +98,21 @@ impl Shared {
             .open(transport, &params, share, connection, peer)?;
         let chunks = generator::chunks(params, self.streams.shutdown().token().clone());
         Ok(Some((chunks, guard)))
+    }
+
+    /// The response body of a `transport` stream for `req`, in `encoder`'s wire format (see
+    /// [`Shared::open`]): empty for a HEAD request.
+    pub fn body(
+        &self,
+        transport: Transport,
+        params: StreamParams,
+        req: &Request,
+        encoder: impl Encoder,
+    ) -> Result<Body, StreamError> {
+        Ok(match self.open(transport, params, req)? {
+            Some((chunks, guard)) => transport::body(chunks, encoder, &params, guard),
+            None => Body::empty(),
+        })
     }
 }
 

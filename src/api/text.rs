@@ -9,7 +9,7 @@ use poem_openapi::{
 };
 
 use super::{Shared, StreamError, Tag, default_count, params, streaming};
-use crate::transport::{self, Transport};
+use crate::transport::{Transport, text::TextLines};
 
 /// The text transport.
 pub struct TextApi(pub Shared);
@@ -70,15 +70,9 @@ impl TextApi {
         req: &Request,
     ) -> Result<TextResponse, StreamError> {
         let params = params(count.0, interval_ms.0, start.0)?;
-        let body = match self.0.open(Transport::Text, params, req)? {
-            Some((chunks, guard)) => transport::body(
-                chunks,
-                transport::text::TextLines::default(),
-                &params,
-                guard,
-            ),
-            None => Body::empty(),
-        };
+        let body = self
+            .0
+            .body(Transport::Text, params, req, TextLines::default())?;
         Ok(TextResponse::Ok(TextChunks(body)))
     }
 }
