@@ -441,7 +441,6 @@ async fn sse_resumes_across_a_server_restart_in_the_browser() {
         assert!(done.error.is_empty(), "{done:?}");
 
         // The successor served the rest and only the rest, in one stream that completed.
-        let completed = [("transport", "sse"), ("outcome", "completed")];
         wait_until(SOON, "the successor to close the stream", || {
             open_streams(&successor, "sse").map(|n| n == 0.0)
         })
@@ -453,9 +452,7 @@ async fn sse_resumes_across_a_server_restart_in_the_browser() {
             "the successor sends what the first did not ({from_first} of {count})"
         );
         assert_eq!(
-            successor
-                .metric("chunkstream_streams_total", &completed)
-                .await,
+            crate::helpers::outcome(&successor, "sse", "completed").await,
             1.0
         );
 

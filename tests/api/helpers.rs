@@ -506,3 +506,87 @@ impl StreamClient {
             .expect("the stream's end within 5 s")
     }
 }
+
+/// RFC 6455 §1.3's example `Sec-WebSocket-Key`, and the `Sec-WebSocket-Accept` it calls for.
+pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The accept key for [`WS_KEY`].
+pub const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// The headers of a valid WebSocket opening handshake (besides `Host`).
+pub const WS_HANDSHAKE: [(&str, &str); 4] = [
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", WS_KEY),
+];
+
+/// Sends a request head by hand: `request_line` (e.g. `GET /stream/ws HTTP/1.1`), `Host:
+/// host` and `headers`, for what a client library would not send.
+pub async fn send_head(
+    tcp: &mut tokio::net::TcpStream,
+    host: &str,
+    request_line: &str,
+    headers: &[(&str, &str)],
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut head = format!("{request_line}\r\nHost: {host}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("request sent");
+}
+
+/// A response head: the status, and the headers by lower-case name.
+#[derive(Debug)]
+pub struct Head {
+    /// The status code.
+    pub status: u16,
+    /// The headers, by lower-case name.
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads a response head, a byte at a time so that nothing after it is consumed.
+pub async fn read_head(tcp: &mut tokio::net::TcpStream) -> Head {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    while !raw.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(Duration::from_secs(5), tcp.read_u8())
+            .await
+            .expect("a response in time")
+            .expect("a response head");
+        raw.push(byte);
+    }
+    let text = String::from_utf8(raw).expect("a text head");
+    let mut lines = text.lines();
+    let status_line = lines.next().expect("a status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {status_line}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Head { status, headers }
+}
+
+/// A raw connection to `addr` upgraded to the WebSocket at `path` (with its query) by a
+/// valid handshake sent by hand; fails unless the answer is a 101 with the right accept
+/// key. What the server sends next is left unread.
+pub async fn raw_websocket(addr: &str, path: &str) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    send_head(
+        &mut tcp,
+        addr,
+        &format!("GET {path} HTTP/1.1"),
+        &WS_HANDSHAKE,
+    )
+    .await;
+    let head = read_head(&mut tcp).await;
+    assert_eq!(head.status, 101, "{head:?}");
+    assert_eq!(head.headers["sec-websocket-accept"], WS_ACCEPT);
+    tcp
+}

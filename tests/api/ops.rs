@@ -1,4 +1,4 @@
-//! Operations: the stream limit, metrics after every kind of ending, the real binary
+//! Operations: HEAD, metrics after every kind of ending, the real binary
 //! (config errors, SIGTERM).
 
 use std::{
@@ -8,7 +8,7 @@ use std::{
 
 use futures_util::StreamExt;
 
-use crate::helpers::{Binary, Process, binary, outcome, spawn_app, wait_until};
+use crate::helpers::{Binary, Process, binary, outcome, raw_websocket, spawn_app, wait_until};
 
 #[tokio::test]
 async fn head_gets_a_streams_headers_without_opening_one() {
@@ -284,8 +284,6 @@ async fn sigterm_and_sigint_end_open_streams_cleanly_and_exit_zero() {
 
 #[tokio::test]
 async fn a_websocket_peer_that_reads_nothing_holds_shutdown_at_most_the_timeout() {
-    use tokio::io::AsyncWriteExt;
-
     let mut server = Binary::start(
         &["--addr", "127.0.0.1:0", "--shutdown-timeout-secs", "2"],
         &[("RUST_LOG", "info")],
@@ -293,14 +291,7 @@ async fn a_websocket_peer_that_reads_nothing_holds_shutdown_at_most_the_timeout(
     )
     .await;
     // A raw upgrade to a flat-out stream, then nothing read: the server's writes block.
-    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let request = format!(
-        "GET /stream/ws?count=100000000 HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        server.addr()
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
+    let tcp = raw_websocket(server.addr(), "/stream/ws?count=100000000").await;
     let base = server.base.clone();
     wait_until(
         Duration::from_secs(5),

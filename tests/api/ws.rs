@@ -122,18 +122,10 @@ pub(crate) async fn ws_metric(app: &TestApp, name: &str) -> f64 {
     app.metric(name, &[("transport", "ws")]).await
 }
 
-pub(crate) async fn ws_outcome(app: &TestApp, outcome: &str) -> f64 {
-    app.metric(
-        "chunkstream_streams_total",
-        &[("transport", "ws"), ("outcome", outcome)],
-    )
-    .await
-}
-
 /// Waits until the server has counted one more stream ending with `outcome` and closed it.
 pub(crate) async fn wait_for_outcome(app: &TestApp, outcome: &str, count: f64) {
     wait_until(Duration::from_secs(2), outcome, || async {
-        ws_outcome(app, outcome).await == count
+        crate::helpers::outcome(app, "ws", outcome).await == count
             && ws_metric(app, "chunkstream_open_streams").await == 0.0
     })
     .await;
@@ -448,7 +440,7 @@ async fn a_client_that_stops_reading_is_ended_as_stalled_and_its_slot_freed() {
     upgrade_on(&mut tcp, &app, "?count=100000000", &upgrade_with("", None)).await;
     // ...and never read.
     wait_until(Duration::from_secs(10), "the stream to stall", || async {
-        ws_outcome(&app, "stalled").await == 1.0
+        crate::helpers::outcome(&app, "ws", "stalled").await == 1.0
             && ws_metric(&app, "chunkstream_open_streams").await == 0.0
     })
     .await;
@@ -464,7 +456,10 @@ async fn a_client_that_stops_reading_is_ended_as_stalled_and_its_slot_freed() {
     let (texts, close) = read_to_close(&mut ws).await;
     assert_eq!(texts, [chunk_json(0), chunk_json(1)]);
     assert_close(&close, 1000, "done");
-    assert_eq!(ws_outcome(&app, "client_gone").await, 0.0);
+    assert_eq!(
+        crate::helpers::outcome(&app, "ws", "client_gone").await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -481,7 +476,7 @@ async fn a_client_that_reads_slowly_but_steadily_is_not_stalled() {
         assert!(n > 0, "the server closed the stream");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(ws_outcome(&app, "stalled").await, 0.0);
+    assert_eq!(crate::helpers::outcome(&app, "ws", "stalled").await, 0.0);
     assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 1.0);
     drop(tcp);
     wait_for_outcome(&app, "client_gone", 1.0).await;
@@ -496,7 +491,7 @@ async fn pauses_between_paced_chunks_are_not_stalls() {
     assert_eq!(texts, [chunk_json(0), chunk_json(1), chunk_json(2)]);
     assert_close(&close, 1000, "done");
     wait_for_outcome(&app, "completed", 1.0).await;
-    assert_eq!(ws_outcome(&app, "stalled").await, 0.0);
+    assert_eq!(crate::helpers::outcome(&app, "ws", "stalled").await, 0.0);
 }
 
 #[tokio::test]

@@ -2,8 +2,6 @@
 //! break the protocol once the connection is established. Raw sockets, since a well-behaved
 //! client library refuses to send most of these.
 
-use std::collections::HashMap;
-
 use futures_util::StreamExt;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -16,82 +14,26 @@ use tokio_tungstenite::{
 };
 
 use crate::{
-    helpers::{TestApp, spawn_app},
+    helpers::{Head, TestApp, WS_ACCEPT, WS_HANDSHAKE, read_head, send_head, spawn_app},
     ws::{
         Client, FRAME_DEADLINE, assert_close, chunk_json, next, read_to_close, wait_for_outcome,
-        ws_metric, ws_outcome,
+        ws_metric,
     },
 };
-
-/// RFC 6455 §1.3's example key, and the `Sec-WebSocket-Accept` it calls for.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 /// The headers of a valid opening handshake, with `name` set to `value` (or left out when
 /// `value` is `None`).
 pub fn upgrade_with<'a>(name: &str, value: Option<&'a str>) -> Vec<(&'static str, &'a str)> {
-    [
-        ("Connection", "Upgrade"),
-        ("Upgrade", "websocket"),
-        ("Sec-WebSocket-Version", "13"),
-        ("Sec-WebSocket-Key", KEY),
-    ]
-    .into_iter()
-    .filter_map(|(n, v)| {
-        if n == name {
-            value.map(|value| (n, value))
-        } else {
-            Some((n, v))
-        }
-    })
-    .collect()
-}
-
-/// Sends `request_line` (e.g. `GET /stream/ws HTTP/1.1`) with `Host` and `headers`.
-async fn send_head(
-    tcp: &mut TcpStream,
-    app: &TestApp,
-    request_line: &str,
-    headers: &[(&str, &str)],
-) {
-    let mut head = format!("{request_line}\r\nHost: {}\r\n", app.addr);
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    tcp.write_all(head.as_bytes()).await.expect("request sent");
-}
-
-/// A response head: the status, and the headers by lower-case name.
-#[derive(Debug)]
-struct Head {
-    status: u16,
-    headers: HashMap<String, String>,
-}
-
-/// Reads a response head, a byte at a time so that nothing after it is consumed.
-async fn read_head(tcp: &mut TcpStream) -> Head {
-    let mut raw = Vec::new();
-    while !raw.ends_with(b"\r\n\r\n") {
-        let byte = timeout(FRAME_DEADLINE, tcp.read_u8())
-            .await
-            .expect("a response in time")
-            .expect("a response head");
-        raw.push(byte);
-    }
-    let text = String::from_utf8(raw).expect("a text head");
-    let mut lines = text.lines();
-    let status_line = lines.next().expect("a status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {status_line}"));
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Head { status, headers }
+    WS_HANDSHAKE
+        .into_iter()
+        .filter_map(|(n, v)| {
+            if n == name {
+                value.map(|value| (n, value))
+            } else {
+                Some((n, v))
+            }
+        })
+        .collect()
 }
 
 /// The JSON body that follows `head`.
@@ -120,10 +62,10 @@ pub async fn upgrade_on(
     headers: &[(&'static str, &str)],
 ) {
     let request_line = format!("GET /stream/ws{query} HTTP/1.1");
-    send_head(tcp, app, &request_line, headers).await;
+    send_head(tcp, &app.addr.to_string(), &request_line, headers).await;
     let head = read_head(tcp).await;
     assert_eq!(head.status, 101, "{head:?}");
-    assert_eq!(head.headers["sec-websocket-accept"], ACCEPT);
+    assert_eq!(head.headers["sec-websocket-accept"], WS_ACCEPT);
 }
 
 /// A tungstenite client on a connection upgraded by hand.
@@ -276,7 +218,7 @@ async fn malformed_handshakes_get_a_json_4xx_naming_the_fault_and_open_nothing()
     ];
     for (case, request_line, headers, status, needle, header) in cases {
         let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
-        send_head(&mut tcp, &app, request_line, &headers).await;
+        send_head(&mut tcp, &app.addr.to_string(), request_line, &headers).await;
         let head = read_head(&mut tcp).await;
         assert_eq!(head.status, status, "{case}: {head:?}");
         assert_eq!(
@@ -293,7 +235,10 @@ async fn malformed_handshakes_get_a_json_4xx_naming_the_fault_and_open_nothing()
         assert!(error.contains(needle), "{case}: {error}");
     }
     assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 0.0);
-    assert_eq!(ws_outcome(&app, "client_gone").await, 0.0);
+    assert_eq!(
+        crate::helpers::outcome(&app, "ws", "client_gone").await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -302,7 +247,7 @@ async fn head_with_upgrade_headers_is_refused_and_the_connection_stays_http() {
     let mut tcp = TcpStream::connect(app.addr).await.expect("connect");
     send_head(
         &mut tcp,
-        &app,
+        &app.addr.to_string(),
         "HEAD /stream/ws HTTP/1.1",
         &upgrade_with("", None),
     )
@@ -312,13 +257,22 @@ async fn head_with_upgrade_headers_is_refused_and_the_connection_stays_http() {
     assert_eq!(head.status, 400, "{head:?}");
     assert!(!head.headers.contains_key("sec-websocket-accept"));
     // Not upgraded: the same connection serves the next request.
-    send_head(&mut tcp, &app, "GET /healthz HTTP/1.1", &[]).await;
+    send_head(
+        &mut tcp,
+        &app.addr.to_string(),
+        "GET /healthz HTTP/1.1",
+        &[],
+    )
+    .await;
     let head = read_head(&mut tcp).await;
     assert_eq!(head.status, 200);
     assert_eq!(read_json(&mut tcp, &head).await["status"], "ok");
     assert_eq!(ws_metric(&app, "chunkstream_open_streams").await, 0.0);
     assert_eq!(ws_metric(&app, "chunkstream_chunks_sent_total").await, 0.0);
-    assert_eq!(ws_outcome(&app, "client_gone").await, 0.0);
+    assert_eq!(
+        crate::helpers::outcome(&app, "ws", "client_gone").await,
+        0.0
+    );
 }
 
 #[tokio::test]

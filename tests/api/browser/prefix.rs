@@ -117,12 +117,7 @@ async fn the_page_under_a_path_prefix_streams_on_every_transport_in_the_browser(
     // Every stream reached the server through the prefix: two of each transport (alone,
     // then in the race), all completed.
     for transport in TRANSPORTS {
-        let completed = app
-            .metric(
-                "chunkstream_streams_total",
-                &[("transport", transport), ("outcome", "completed")],
-            )
-            .await;
+        let completed = crate::helpers::outcome(&app, transport, "completed").await;
         assert_eq!(completed, 2.0, "{transport}");
     }
     let log = std::fs::read_to_string(prefix.join("logs/access.log")).expect("nginx's log");
