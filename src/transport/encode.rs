@@ -42,21 +42,26 @@ impl Default for ChunkWriter {
     }
 }
 
+/// Appends the first `len` bytes of `bytes`: all of them copied, then the rest cut off again
+/// (`truncate` only lowers the length). A copy of a fixed size compiles to a few moves, where
+/// a copy of a slice's length is a call to `memmove` (BENCHMARKS.md, "What each change
+/// bought").
+fn put_first<const N: usize>(bytes: &[u8; N], len: usize, out: &mut BytesMut) {
+    out.extend_from_slice(bytes);
+    out.truncate(out.len() - (N - len));
+}
+
 impl ChunkWriter {
     /// Appends the chunk's text, `Data Chunk {index}`.
     pub fn text(&mut self, chunk: Chunk, out: &mut BytesMut) {
         self.load(chunk.index);
-        // Copied whole, then the surplus cut off again (`truncate` only lowers the length): a
-        // copy of a fixed size compiles to a few moves, where a copy of a slice's length is a
-        // call to `memmove`.
-        out.extend_from_slice(&self.text);
-        out.truncate(out.len() - (TEXT_MAX - self.len));
+        put_first(&self.text, self.len, out);
     }
 
     /// Appends the chunk's index in decimal.
     pub fn index(&mut self, chunk: Chunk, out: &mut BytesMut) {
         self.load(chunk.index);
-        out.put_slice(self.digits());
+        put_first(self.digits(), self.len - TEXT_PREFIX.len(), out);
     }
 
     /// Appends the chunk's JSON, `{"index":…,"text":"Data Chunk …"}`.
@@ -65,15 +70,17 @@ impl ChunkWriter {
     pub fn json(&mut self, chunk: Chunk, out: &mut BytesMut) {
         self.load(chunk.index);
         out.put_slice(b"{\"index\":");
-        out.put_slice(self.digits());
+        put_first(self.digits(), self.len - TEXT_PREFIX.len(), out);
         out.put_slice(b",\"text\":\"");
-        out.put_slice(&self.text[..self.len]);
+        put_first(&self.text, self.len, out);
         out.put_slice(b"\"}");
     }
 
-    /// The digits of the loaded index.
-    fn digits(&self) -> &[u8] {
-        &self.text[TEXT_PREFIX.len()..self.len]
+    /// The room for the loaded index's digits (its first digits; what follows is stale).
+    fn digits(&self) -> &[u8; 20] {
+        self.text
+            .last_chunk()
+            .expect("the text ends in room for 20 digits")
     }
 
     /// Makes `text` hold the text of `index`.
