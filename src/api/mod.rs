@@ -110,7 +110,7 @@ impl Shared {
         encoder: impl Encoder,
     ) -> Result<Body, StreamError> {
         Ok(match self.open(transport, params, req)? {
-            Some((chunks, guard)) => transport::body(chunks, encoder, &params, guard),
+            Some((chunks, guard)) => transport::frames::body(chunks, encoder, &params, guard),
             None => Body::empty(),
         })
     }

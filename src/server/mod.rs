@@ -4,7 +4,7 @@
 //! connection while a streaming body is idle (a paced stream stays open, its generator
 //! alive, until the next write fails), whereas hyper's HTTP/1 connection does. Owning the
 //! loop also lets us set `TCP_NODELAY` (paced chunks never wait on Nagle), hold every
-//! connection to its deadlines ([`deadlines`]), bound what hyper and the kernel buffer for a
+//! connection to its deadlines (`deadlines.rs`), bound what hyper and the kernel buffer for a
 //! client that reads nothing, back off when out of file descriptors instead of spinning, and end
 //! connections gracefully on shutdown.
 

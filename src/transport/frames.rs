@@ -9,10 +9,15 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
+use poem::Body;
 use tokio::time::{Instant, Sleep, sleep};
 
 use super::{Encoder, FRAME_TARGET};
-use crate::{generator::ChunkRange, metrics::Outcome, streams::StreamGuard};
+use crate::{
+    generator::{ChunkRange, StreamParams},
+    metrics::Outcome,
+    streams::StreamGuard,
+};
 
 /// First allocation for a buffer when the stream was not flowing flat out; also more than
 /// any one chunk's bytes.
@@ -21,6 +26,23 @@ const SMALL_FRAME: usize = 256;
 /// A frame is full once it holds this much: one more chunk still fits in [`FRAME_TARGET`],
 /// so a full frame never grows past the allocation it started with.
 const FULL: usize = FRAME_TARGET - SMALL_FRAME;
+/// The HTTP body for `chunks` in `encoder`'s wire format: ready chunks coalesced into one
+/// frame, each frame handed over the moment the generator would wait.
+pub fn body(
+    chunks: impl Stream<Item = ChunkRange> + Send + 'static,
+    encoder: impl Encoder,
+    params: &StreamParams,
+    guard: StreamGuard,
+) -> Body {
+    Body::from_bytes_stream(Frames::new(
+        chunks,
+        encoder,
+        guard,
+        params.start(),
+        params.count(),
+    ))
+}
+
 /// The chunk stream `S`, encoded by `E` into coalesced frames for an HTTP body.
 ///
 /// Owns the stream's [`StreamGuard`]: when hyper drops the body (client gone) the

@@ -3,28 +3,23 @@
 //! [`Transport`] lists them: every route, label and test that covers "every transport"
 //! comes from that one list.
 //!
-//! `text`, `sse` and `jsonl` are HTTP bodies built by one combinator, [`Frames`]: it encodes the ready
-//! chunks (ranges of them from the generator) into one buffer (up to [`FRAME_TARGET`]) and
-//! hands the buffer over as soon as the stream would wait. Ready chunks share one write;
+//! `text`, `sse` and `jsonl` are HTTP bodies built by one combinator,
+//! [`Frames`](frames::Frames): it encodes the ready chunks (ranges of them from the
+//! generator) into one buffer (up to [`FRAME_TARGET`]) and hands the buffer over as soon as
+//! the stream would wait. Ready chunks share one write;
 //! a paced chunk goes out alone, at once. `ws` writes frames to a WebSocket sink instead.
 //! [`encode`] writes a chunk's bytes for all of them.
 
 pub mod encode;
-mod frames;
+pub mod frames;
 pub mod jsonl;
 pub mod sse;
 pub mod text;
 pub mod ws;
 
 use bytes::BytesMut;
-use futures_util::Stream;
-use poem::Body;
 
-pub use self::frames::Frames;
-use crate::{
-    generator::{Chunk, ChunkRange, StreamParams},
-    streams::StreamGuard,
-};
+use crate::generator::Chunk;
 
 /// The wire format a stream is sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,21 +79,4 @@ pub trait Encoder: Send + Unpin + 'static {
     fn end(&mut self, _count: u64, _out: &mut BytesMut) {}
     /// Bytes sent when nothing was sent for the keep-alive period.
     fn keep_alive(&mut self, _out: &mut BytesMut) {}
-}
-
-/// The HTTP body for `chunks` in `encoder`'s wire format: ready chunks coalesced into one
-/// frame, each frame handed over the moment the generator would wait.
-pub fn body(
-    chunks: impl Stream<Item = ChunkRange> + Send + 'static,
-    encoder: impl Encoder,
-    params: &StreamParams,
-    guard: StreamGuard,
-) -> Body {
-    Body::from_bytes_stream(Frames::new(
-        chunks,
-        encoder,
-        guard,
-        params.start(),
-        params.count(),
-    ))
 }

@@ -15,7 +15,7 @@ use bytes::{BufMut, BytesMut};
 use futures_util::Stream;
 use poem::Body;
 
-use super::{Encoder, Frames};
+use super::{Encoder, frames::Frames};
 use crate::{
     generator::{Chunk, ChunkRange, StreamParams},
     streams::StreamGuard,
