@@ -1,6 +1,6 @@
 //! `GET /stream/jsonl`: the chunks as JSON Lines, for `fetch()` and `curl | jq`.
 
-use poem::{Body, IntoResponse, Request, Response};
+use poem::Request;
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::Query,
@@ -9,14 +9,14 @@ use poem_openapi::{
     types::Type,
 };
 
-use super::{ChunkSchema, Shared, StreamError, Tag, default_count, params, streaming};
+use super::{ChunkSchema, Shared, StreamError, Streamed, Tag, default_count, params};
 use crate::transport::{Transport, jsonl::JsonLines};
 
 /// The JSON Lines transport.
 pub struct JsonlApi(pub Shared);
 
 /// `application/jsonl`: one Chunk as JSON per line, written as they are made.
-pub struct JsonlChunks(pub Body);
+pub enum JsonlChunks {}
 
 impl Payload for JsonlChunks {
     const CONTENT_TYPE: &'static str = "application/jsonl";
@@ -42,18 +42,12 @@ impl Payload for JsonlChunks {
     }
 }
 
-impl IntoResponse for JsonlChunks {
-    fn into_response(self) -> Response {
-        streaming(self.0, Self::CONTENT_TYPE)
-    }
-}
-
 /// A JSON Lines stream.
 #[derive(ApiResponse)]
 pub enum JsonlResponse {
     /// The chunks `start .. count`, one JSON object per line, written as they are made.
     #[oai(status = 200)]
-    Ok(JsonlChunks),
+    Ok(Streamed<JsonlChunks>),
 }
 
 #[OpenApi]
@@ -84,6 +78,6 @@ impl JsonlApi {
         let body = self
             .0
             .body(Transport::Jsonl, params, req, JsonLines::default())?;
-        Ok(JsonlResponse::Ok(JsonlChunks(body)))
+        Ok(JsonlResponse::Ok(Streamed::new(body)))
     }
 }

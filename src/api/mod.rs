@@ -1,6 +1,7 @@
 //! The poem-openapi service: operations, parameters, validation, JSON errors and the spec.
 //!
-//! One `#[OpenApi]` type per concern (`text`, `sse`, `ws`, `jsonl`, `ops`), joined into one service.
+//! One `#[OpenApi]` type per concern (`text`, `sse`, `ws`, `jsonl`, `ops`), joined into one
+//! service.
 //! poem-openapi has no extractor for a struct of query parameters, so each stream operation
 //! declares `count`, `interval_ms` and `start` itself (documented ranges, checked by the
 //! framework) and hands them to [`StreamParams::new`], the one validation of the contract.
@@ -13,18 +14,22 @@ mod ws;
 
 use std::{
     fmt,
+    marker::PhantomData,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
 };
 
 use poem::{
-    Body, Request, Response,
+    Body, IntoResponse, Request, Response,
     http::{HeaderValue, header},
     web::RemoteAddr,
 };
 
 use poem_openapi::{
-    ApiResponse, Object, OpenApi, OpenApiService, Tags, payload::Json, types::Example,
+    ApiResponse, Object, OpenApi, OpenApiService, Tags,
+    payload::{Json, Payload},
+    registry::{MetaSchemaRef, Registry},
+    types::Example,
 };
 
 use futures_util::Stream;
@@ -231,14 +236,42 @@ fn params(count: u64, interval_ms: u64, start: u64) -> Result<StreamParams, Stre
 #[derive(Debug, Clone, Copy)]
 pub struct HeadRequest;
 
-/// Headers every streaming body carries: no caching, and no buffering by proxies (nginx).
-/// (Static values: nothing to parse or allocate per stream.)
-fn streaming(body: Body, content_type: &'static str) -> Response {
-    Response::builder()
-        .header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
-        .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
-        .header("x-accel-buffering", HeaderValue::from_static("no"))
-        .body(body)
+/// A stream operation's body, written as the generator makes it. `M` is the media type:
+/// a type with no values whose [`Payload`] impl is what the spec says of the body.
+pub struct Streamed<M>(Body, PhantomData<fn() -> M>);
+
+impl<M> Streamed<M> {
+    /// `body`, in media type `M`.
+    pub fn new(body: Body) -> Self {
+        Self(body, PhantomData)
+    }
+}
+
+impl<M: Payload> Payload for Streamed<M> {
+    const CONTENT_TYPE: &'static str = M::CONTENT_TYPE;
+
+    fn schema_ref() -> MetaSchemaRef {
+        M::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        M::register(registry);
+    }
+}
+
+impl<M: Payload> IntoResponse for Streamed<M> {
+    /// With the headers every streamed body carries: no caching, and no buffering by
+    /// proxies (nginx). Static values: nothing to parse or allocate per stream.
+    fn into_response(self) -> Response {
+        Response::builder()
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(M::CONTENT_TYPE),
+            )
+            .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
+            .header("x-accel-buffering", HeaderValue::from_static("no"))
+            .body(self.0)
+    }
 }
 
 /// Default of the `count` parameter.

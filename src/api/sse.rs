@@ -1,6 +1,6 @@
 //! `GET /stream/sse`: the chunks as Server-Sent Events, resumable with `Last-Event-ID`.
 
-use poem::{Body, IntoResponse, Request, Response};
+use poem::{Body, Request};
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Union,
     param::{Header, Query},
@@ -9,14 +9,14 @@ use poem_openapi::{
     types::Type,
 };
 
-use super::{ChunkSchema, Shared, StreamError, Tag, default_count, params, streaming};
+use super::{ChunkSchema, Shared, StreamError, Streamed, Tag, default_count, params};
 use crate::transport::{self, Transport};
 
 /// The SSE transport.
 pub struct SseApi(pub Shared);
 
 /// `text/event-stream`: one `chunk` event per Chunk, then an `end` event.
-pub struct EventChunks(pub Body);
+pub enum EventChunks {}
 
 /// The name of a chunk event.
 #[derive(Enum)]
@@ -82,18 +82,13 @@ impl Payload for EventChunks {
     }
 }
 
-impl IntoResponse for EventChunks {
-    fn into_response(self) -> Response {
-        streaming(self.0, Self::CONTENT_TYPE)
-    }
-}
 /// An event stream, or nothing left to resume.
 #[derive(ApiResponse)]
 pub enum SseResponse {
     /// The events: `retry`, one `chunk` event per chunk (its `id` is the chunk's index),
     /// then an `end` event with the stream's `count`.
     #[oai(status = 200)]
-    Ok(EventChunks),
+    Ok(Streamed<EventChunks>),
     /// `Last-Event-ID` was the last chunk of the stream (or past it): nothing is left to
     /// send. This status is what tells an `EventSource` to stop reconnecting.
     #[oai(status = 204)]
@@ -170,7 +165,7 @@ impl SseApi {
             ),
             None => Body::empty(),
         };
-        Ok(SseResponse::Ok(EventChunks(body)))
+        Ok(SseResponse::Ok(Streamed::new(body)))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `GET /stream`: the chunks as lines of `text/plain`.
 
-use poem::{Body, IntoResponse, Request, Response};
+use poem::Request;
 use poem_openapi::{
     ApiResponse, OpenApi,
     param::Query,
@@ -8,14 +8,14 @@ use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef},
 };
 
-use super::{Shared, StreamError, Tag, default_count, params, streaming};
+use super::{Shared, StreamError, Streamed, Tag, default_count, params};
 use crate::transport::{Transport, text::TextLines};
 
 /// The text transport.
 pub struct TextApi(pub Shared);
 
 /// `text/plain` lines, one per chunk, written as they are made.
-pub struct TextChunks(pub Body);
+pub enum TextChunks {}
 
 impl Payload for TextChunks {
     const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
@@ -32,18 +32,12 @@ impl Payload for TextChunks {
     }
 }
 
-impl IntoResponse for TextChunks {
-    fn into_response(self) -> Response {
-        streaming(self.0, Self::CONTENT_TYPE)
-    }
-}
-
 /// A text stream.
 #[derive(ApiResponse)]
 pub enum TextResponse {
     /// The chunks `start .. count`, one line each, written as they are made.
     #[oai(status = 200)]
-    Ok(TextChunks),
+    Ok(Streamed<TextChunks>),
 }
 
 #[OpenApi]
@@ -73,6 +67,6 @@ impl TextApi {
         let body = self
             .0
             .body(Transport::Text, params, req, TextLines::default())?;
-        Ok(TextResponse::Ok(TextChunks(body)))
+        Ok(TextResponse::Ok(Streamed::new(body)))
     }
 }
