@@ -13,11 +13,10 @@ use rust_embed::RustEmbed;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
-    api::{self, HeadRequest, Shared},
+    api::{self, HeadRequest, State},
     config::Config,
     server,
-    streams::Streams,
-    transport::Transport,
+    streams::{Streams, Transport},
 };
 
 /// The live page and its assets, compiled into the binary.
@@ -25,13 +24,13 @@ use crate::{
 #[folder = "static/"]
 struct Assets;
 
-/// Every route of the server over `shared`, with every error answered as JSON.
-pub fn routes(shared: Shared) -> impl Endpoint + 'static {
-    let api = api::service(shared);
+/// Every route of the server over `state`, with every error answered as JSON.
+pub fn routes(state: State) -> impl Endpoint + 'static {
+    let api = api::service();
     let document = api::document();
     let docs = api.swagger_ui();
     let api_paths = api::paths();
-    let api = api.into_endpoint();
+    let api = api.into_endpoint().data(state);
     let rest = Route::new()
         .at("/", Get(EmbeddedFileEndpoint::<Assets>::new("index.html")))
         .nest("/static", Get(EmbeddedFilesEndpoint::<Assets>::new()))
@@ -156,7 +155,7 @@ const LISTEN_BACKLOG: u32 = 4096;
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    shared: Shared,
+    state: State,
 }
 
 impl Application {
@@ -168,14 +167,14 @@ impl Application {
         };
         socket.set_reuseaddr(true)?;
         socket.bind(config.addr)?;
-        // tokio's default backlog (1024) overflows when thousands of clients connect at once
-        // (measured: each overflow costs that client a one-second SYN retry).
+        // tokio's default backlog overflows when thousands of clients connect at once, and a
+        // client that overflows it waits for TCP to retry its SYN.
         let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         Ok(Self {
             listener,
             addr,
-            shared: Shared::new(config),
+            state: State::new(config),
         })
     }
 
@@ -186,46 +185,28 @@ impl Application {
 
     /// The server's open streams (limit, shutdown token, metrics).
     pub fn streams(&self) -> &Streams {
-        &self.shared.streams
+        self.state.streams()
     }
 
     /// Serves until `signal` completes, then shuts down gracefully (see [`crate::shutdown`]):
     /// everything is told to end at once, and waited for at most the shutdown timeout.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let shutdown = self.shared.streams.shutdown().clone();
-        let deadline = self.shared.config.shutdown_timeout();
-        let timeouts = self.shared.config.timeouts();
-        let base = format!("http://{}", self.addr);
-        tracing::info!("live page:     {base}/");
-        tracing::info!("Swagger UI:    {base}/docs");
-        for transport in Transport::ALL {
-            let base = match transport {
-                Transport::Ws => base.replacen("http", "ws", 1),
-                _ => base.clone(),
-            };
-            let path = transport.path();
-            let name = transport.as_str();
-            tracing::info!("{name:<5} stream:  {base}{path}?count=10&interval_ms=300");
-        }
-        tracing::info!("OpenAPI:       {base}/openapi.json");
-        tracing::info!(addr = %self.addr, "listening");
+        let shutdown = self.state.streams().shutdown().clone();
+        let deadline = self.state.config().shutdown_timeout();
+        let timeouts = self.state.config().timeouts();
+        log_urls(self.addr);
         let serving = server::serve(
             self.listener,
-            routes(self.shared),
+            routes(self.state),
             shutdown.clone(),
             timeouts,
         );
-        let stopping = async {
-            signal.await;
-            tracing::info!("shutting down: ending open streams");
-            shutdown.begin();
-            // Serving ends once shutdown has begun.
-            std::future::pending::<()>().await;
-        };
         tokio::select! {
+            // Only when the listener fails: the server stops accepting when shutdown begins.
             served = serving => served?,
-            () = stopping => {}
+            () = signal => tracing::info!("shutting down: ending open streams"),
         }
+        shutdown.begin();
         let unfinished = shutdown.finish(deadline).await;
         if unfinished > 0 {
             tracing::warn!(
@@ -236,4 +217,16 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Logs where everything is served at `addr`: the page, the docs, each stream, the spec.
+fn log_urls(addr: SocketAddr) {
+    tracing::info!("live page:     http://{addr}/");
+    tracing::info!("Swagger UI:    http://{addr}/docs");
+    for transport in Transport::ALL {
+        let (name, scheme, path) = (transport.as_str(), transport.scheme(), transport.path());
+        tracing::info!("{name:<5} stream:  {scheme}://{addr}{path}?count=10&interval_ms=300");
+    }
+    tracing::info!("OpenAPI:       http://{addr}/openapi.json");
+    tracing::info!(%addr, "listening");
 }

@@ -79,31 +79,31 @@ impl Client<'_> {
             .filter(|value| !value.is_empty())
     }
 
-    /// The client's share of the stream limit.
-    pub fn share(&self) -> Share {
-        Share::of(self.addr)
+    /// The key the client's fair share of streams is counted by.
+    pub fn key(&self) -> ClientKey {
+        ClientKey::of(self.addr)
     }
 }
 
-/// What the fair share counts streams by: an IPv4 address, or an IPv6 /64 (one site's or one
-/// host's addresses, which a single client can rotate through freely).
+/// Who counts as one client for the fair share of streams: an IPv4 address, or an IPv6 /64
+/// (one site's or one host's addresses, which a single client can rotate through freely).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Share {
+pub enum ClientKey {
     /// An IPv4 address.
     V4([u8; 4]),
     /// The first 64 bits of an IPv6 address.
     V6([u8; 8]),
 }
 
-impl Share {
-    /// The share `addr` belongs to.
+impl ClientKey {
+    /// The key of the client at `addr`.
     pub fn of(addr: IpAddr) -> Self {
         match addr.to_canonical() {
-            IpAddr::V4(v4) => Share::V4(v4.octets()),
+            IpAddr::V4(v4) => ClientKey::V4(v4.octets()),
             IpAddr::V6(v6) => {
                 let mut prefix = [0; 8];
                 prefix.copy_from_slice(&v6.octets()[..8]);
-                Share::V6(prefix)
+                ClientKey::V6(prefix)
             }
         }
     }
@@ -220,19 +220,22 @@ mod tests {
     }
 
     #[test]
-    fn shares_are_an_ipv4_address_or_an_ipv6_64() {
+    fn one_client_is_an_ipv4_address_or_an_ipv6_64() {
         assert_eq!(
-            Share::of(ip("192.0.2.1")),
-            Share::of(ip("::ffff:192.0.2.1"))
-        );
-        assert_ne!(Share::of(ip("192.0.2.1")), Share::of(ip("192.0.2.2")));
-        assert_eq!(
-            Share::of(ip("2001:db8:1:2::1")),
-            Share::of(ip("2001:db8:1:2:ffff::9"))
+            ClientKey::of(ip("192.0.2.1")),
+            ClientKey::of(ip("::ffff:192.0.2.1"))
         );
         assert_ne!(
-            Share::of(ip("2001:db8:1:2::1")),
-            Share::of(ip("2001:db8:1:3::1"))
+            ClientKey::of(ip("192.0.2.1")),
+            ClientKey::of(ip("192.0.2.2"))
+        );
+        assert_eq!(
+            ClientKey::of(ip("2001:db8:1:2::1")),
+            ClientKey::of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            ClientKey::of(ip("2001:db8:1:2::1")),
+            ClientKey::of(ip("2001:db8:1:3::1"))
         );
     }
 }

@@ -180,6 +180,12 @@ fn generate(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRange(Range<u64>);
 
+impl From<Range<u64>> for ChunkRange {
+    fn from(indexes: Range<u64>) -> Self {
+        Self(indexes)
+    }
+}
+
 impl ChunkRange {
     /// No chunks, ending at `end`.
     pub fn empty(end: u64) -> Self {

@@ -1,19 +1,26 @@
-//! chunkstream: one lazy generator of chunks, streamed four ways with Poem, and measured.
+//! chunkstream: one lazy generator of chunks, streamed every way a client can read a stream,
+//! with Poem, and measured.
 //!
 //! # Layout
+//! Each module uses only those listed before it (`config` and `shutdown` aside, which any
+//! may use).
 //! - [`generator`]: `Chunk`, `StreamParams` and `chunks()`, the only place chunks are made.
-//! - [`transport`]: the list of transports, and each wire format (`text`, `sse`, `ws`) from
-//!   the chunk stream, nothing more.
-//! - [`streams`]: the open-stream limits (server-wide and per client) and the guard that
-//!   counts a stream's outcome however it ends.
-//! - [`origin`]: web origins in one canonical form, and the check against cross-site WebSockets.
+//! - [`connection`]: what a connection and the requests on it tell each other (a stalled
+//!   client, for one).
 //! - [`client`]: who a request comes from, believing forwarded headers only from trusted
-//!   proxies.
-//! - [`metrics`]: the Prometheus series of the contract, and the outcomes a stream ends with.
-//! - [`api`]: the poem-openapi service: operations, validation, JSON errors, the spec.
+//!   proxies; the key each client's fair share of streams is counted by.
+//! - [`origin`]: web origins in one canonical form, and the check against cross-site
+//!   WebSockets.
+//! - [`streams`]: the open streams: the list of transports, the outcomes a stream ends with,
+//!   the limits (server-wide and per client), the metrics, and `Chunks`, the one type every
+//!   transport reads (the generator's chunks for one client, then how the stream ended).
+//! - [`transport`]: each wire format from a stream's chunks, nothing more: `text`, `sse` and
+//!   `jsonl` as HTTP bodies (`body`), `ws` with its handshake, loop, control and framing.
+//! - [`api`]: the poem-openapi service: one operation per transport over one skeleton, the
+//!   stream parameters, JSON errors, the spec.
+//! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the app, holding every connection
+//!   to its header, idle and stall deadlines.
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
-//! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint, holding every
-//!   connection to its header, idle and stall deadlines.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
 //! - [`logging`]: the log output: tracing-subscriber's `fmt`, lines written in batches.
 //! - [`shutdown`]: shutdown in one place: the signal, one token, one task tracker, one
@@ -25,9 +32,9 @@ pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod connection;
 pub mod generator;
 pub mod logging;
-pub mod metrics;
 pub mod origin;
 pub mod server;
 pub mod shutdown;

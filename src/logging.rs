@@ -138,12 +138,12 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+    use futures_util::StreamExt;
+
     use crate::{
-        client::Share,
+        client::ClientKey,
         generator::StreamParams,
-        metrics::{Metrics, Outcome},
-        streams::{Limits, Streams},
-        transport::Transport,
+        streams::{Limits, Metrics, Next, Peer, Recipient, Streams, Transport},
     };
 
     /// What was written, for the test to read.
@@ -175,7 +175,7 @@ mod tests {
         }
     }
 
-    /// The log of one SSE stream that sends 8 chunks in 1.75 s, at `filter`'s levels.
+    /// The log of one SSE stream that sends its 8 chunks in 1.75 s, at `filter`'s levels.
     async fn log_of_one_stream(filter: &str) -> String {
         let log = Captured::default();
         let _default = tracing::subscriber::set_default(subscriber(
@@ -192,15 +192,16 @@ mod tests {
             Metrics::new(),
         );
         let params = StreamParams::new(10, 250, 2).expect("valid");
-        let share = Share::of([127, 0, 0, 1].into());
-        let peer = "socket://127.0.0.1:4242";
-        let mut guard = streams
-            .open(Transport::Sse, &params, share, None, peer)
-            .expect("room");
-        guard.sent(8);
-        tokio::time::advance(Duration::from_millis(1_750)).await;
-        guard.finish(Outcome::Completed);
-        drop(guard);
+        let to = Recipient {
+            key: ClientKey::of([127, 0, 0, 1].into()),
+            peer: Peer(Some(([127, 0, 0, 1], 4242).into())),
+            connection: None,
+        };
+        let mut chunks = streams.open(Transport::Sse, params, to).expect("room");
+        while let Some(next) = chunks.next().await {
+            assert!(matches!(next, Next::Chunks(_) | Next::End(_)));
+        }
+        drop(chunks);
         log.text()
     }
 
@@ -211,7 +212,7 @@ mod tests {
         assert!(time.starts_with("20") && time.ends_with('Z'), "{log}");
         assert_eq!(
             line,
-            " INFO chunkstream::streams: stream ended transport=\"sse\" count=10 start=2 \
+            " INFO chunkstream::streams::chunks: stream ended transport=\"sse\" count=10 start=2 \
              interval_ms=250 peer=socket://127.0.0.1:4242 outcome=\"completed\" chunks=8 \
              elapsed_ms=1750\n"
         );

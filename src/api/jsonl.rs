@@ -1,19 +1,19 @@
 //! `GET /stream/jsonl`: the chunks as JSON Lines, for `fetch()` and `curl | jq`.
 
-use poem::Request;
+use poem::{Request, web::Data};
 use poem_openapi::{
-    ApiResponse, OpenApi,
-    param::Query,
+    OpenApi,
     payload::Payload,
     registry::{MetaSchema, MetaSchemaRef, Registry},
     types::Type,
 };
 
-use super::{ChunkSchema, Shared, StreamError, Streamed, Tag, default_count, params};
-use crate::transport::{Transport, jsonl::JsonLines};
+use super::{ChunkSchema, State, StreamError, StreamQuery, Streamed, Tag, streamed::Media};
+use crate::{streams::Transport, transport::jsonl::JsonLines};
 
 /// The JSON Lines transport.
-pub struct JsonlApi(pub Shared);
+#[derive(Default)]
+pub struct JsonlApi;
 
 /// `application/jsonl`: one Chunk as JSON per line, written as they are made.
 pub enum JsonlChunks {}
@@ -42,12 +42,9 @@ impl Payload for JsonlChunks {
     }
 }
 
-/// A JSON Lines stream.
-#[derive(ApiResponse)]
-pub enum JsonlResponse {
-    /// The chunks `start .. count`, one JSON object per line, written as they are made.
-    #[oai(status = 200)]
-    Ok(Streamed<JsonlChunks>),
+impl Media for JsonlChunks {
+    const DESCRIPTION: &'static str =
+        "The chunks `start .. count`, one JSON object per line, written as they are made.";
 }
 
 #[OpenApi]
@@ -60,24 +57,10 @@ impl JsonlApi {
     #[oai(path = "/stream/jsonl", method = "get", tag = "Tag::Stream")]
     async fn stream_jsonl(
         &self,
-        /// Length of the stream: chunks `start .. count` are sent.
-        #[oai(
-            default = "default_count",
-            validator(minimum(value = "0"), maximum(value = "100000000"))
-        )]
-        count: Query<u64>,
-        /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
-        interval_ms: Query<u64>,
-        /// Index of the first chunk, at most `count` (a resume point).
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
-        start: Query<u64>,
+        state: Data<&State>,
+        query: StreamQuery,
         req: &Request,
-    ) -> Result<JsonlResponse, StreamError> {
-        let params = params(count.0, interval_ms.0, start.0)?;
-        let body = self
-            .0
-            .body(Transport::Jsonl, params, req, JsonLines::default())?;
-        Ok(JsonlResponse::Ok(Streamed::new(body)))
+    ) -> Result<Streamed<JsonlChunks>, StreamError> {
+        state.stream(Transport::Jsonl, query, req, JsonLines::default())
     }
 }

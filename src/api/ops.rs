@@ -1,11 +1,13 @@
 //! `GET /healthz` and `GET /metrics`.
 
+use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, payload::PlainText};
 
-use super::{Shared, Tag};
+use super::{State, Tag};
 
 /// Health and metrics.
-pub struct OpsApi(pub Shared);
+#[derive(Default)]
+pub struct OpsApi;
 
 /// The server's health.
 #[derive(Debug, Object)]
@@ -40,7 +42,7 @@ impl OpsApi {
     ///
     /// Open streams and chunks sent per transport, and streams ended per outcome.
     #[oai(path = "/metrics", method = "get", tag = "Tag::Operations")]
-    async fn metrics(&self) -> MetricsResponse {
-        MetricsResponse::Ok(PlainText(self.0.streams.metrics().render()))
+    async fn metrics(&self, state: Data<&State>) -> MetricsResponse {
+        MetricsResponse::Ok(PlainText(state.streams().metrics().render()))
     }
 }

@@ -1,19 +1,20 @@
 //! `GET /stream/sse`: the chunks as Server-Sent Events, resumable with `Last-Event-ID`.
 
-use poem::{Body, Request};
+use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Union,
-    param::{Header, Query},
+    param::Header,
     payload::Payload,
     registry::{MetaSchemaRef, Registry},
     types::Type,
 };
 
-use super::{ChunkSchema, Shared, StreamError, Streamed, Tag, default_count, params};
-use crate::transport::{self, Transport};
+use super::{ChunkSchema, State, StreamError, StreamQuery, Streamed, Tag};
+use crate::{streams::Transport, transport::sse::SseEvents};
 
 /// The SSE transport.
-pub struct SseApi(pub Shared);
+#[derive(Default)]
+pub struct SseApi;
 
 /// `text/event-stream`: one `chunk` event per Chunk, then an `end` event.
 pub enum EventChunks {}
@@ -122,25 +123,15 @@ impl SseApi {
     #[oai(path = "/stream/sse", method = "get", tag = "Tag::Stream")]
     async fn stream_sse(
         &self,
-        /// Length of the stream: chunks `start .. count` are sent.
-        #[oai(
-            default = "default_count",
-            validator(minimum(value = "0"), maximum(value = "100000000"))
-        )]
-        count: Query<u64>,
-        /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
-        interval_ms: Query<u64>,
-        /// Index of the first chunk, at most `count`. `Last-Event-ID`, when present, wins.
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
-        start: Query<u64>,
+        state: Data<&State>,
+        query: StreamQuery,
         /// The `id` of the last event received (browsers send it when they reconnect): the
         /// stream resumes at the chunk after it, overriding `start`. Past the end: 204.
         #[oai(name = "Last-Event-ID", validator(pattern = r"^[0-9]{1,20}$"))]
         last_event_id: Header<Option<String>>,
         req: &Request,
     ) -> Result<SseResponse, StreamError> {
-        let mut params = params(count.0, interval_ms.0, start.0)?;
+        let StreamQuery(mut params) = query;
         // poem-openapi reads a header that is not visible ASCII as absent: that would
         // silently restart the stream from `start`, so refuse it instead.
         if last_event_id.0.is_none() && req.headers().contains_key(LAST_EVENT_ID) {
@@ -154,17 +145,9 @@ impl SseApi {
                 None => return Ok(SseResponse::NothingLeft),
             }
         }
-        let config = &self.0.config;
-        let body = match self.0.open(Transport::Sse, params, req)? {
-            Some((chunks, guard)) => transport::sse::body(
-                chunks,
-                &params,
-                guard,
-                config.sse_retry_ms,
-                config.sse_keep_alive(),
-            ),
-            None => Body::empty(),
-        };
+        let config = state.config();
+        let events = SseEvents::new(config.sse_retry_ms, config.sse_keep_alive());
+        let body = state.body(Transport::Sse, params, req, events)?;
         Ok(SseResponse::Ok(Streamed::new(body)))
     }
 }

@@ -1,18 +1,18 @@
 //! `GET /stream`: the chunks as lines of `text/plain`.
 
-use poem::Request;
+use poem::{Request, web::Data};
 use poem_openapi::{
-    ApiResponse, OpenApi,
-    param::Query,
+    OpenApi,
     payload::Payload,
     registry::{MetaSchema, MetaSchemaRef},
 };
 
-use super::{Shared, StreamError, Streamed, Tag, default_count, params};
-use crate::transport::{Transport, text::TextLines};
+use super::{State, StreamError, StreamQuery, Streamed, Tag, streamed::Media};
+use crate::{streams::Transport, transport::text::TextLines};
 
 /// The text transport.
-pub struct TextApi(pub Shared);
+#[derive(Default)]
+pub struct TextApi;
 
 /// `text/plain` lines, one per chunk, written as they are made.
 pub enum TextChunks {}
@@ -32,12 +32,9 @@ impl Payload for TextChunks {
     }
 }
 
-/// A text stream.
-#[derive(ApiResponse)]
-pub enum TextResponse {
-    /// The chunks `start .. count`, one line each, written as they are made.
-    #[oai(status = 200)]
-    Ok(Streamed<TextChunks>),
+impl Media for TextChunks {
+    const DESCRIPTION: &'static str =
+        "The chunks `start .. count`, one line each, written as they are made.";
 }
 
 #[OpenApi]
@@ -49,24 +46,10 @@ impl TextApi {
     #[oai(path = "/stream", method = "get", tag = "Tag::Stream")]
     async fn stream_text(
         &self,
-        /// Length of the stream: chunks `start .. count` are sent.
-        #[oai(
-            default = "default_count",
-            validator(minimum(value = "0"), maximum(value = "100000000"))
-        )]
-        count: Query<u64>,
-        /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
-        interval_ms: Query<u64>,
-        /// Index of the first chunk, at most `count` (a resume point).
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
-        start: Query<u64>,
+        state: Data<&State>,
+        query: StreamQuery,
         req: &Request,
-    ) -> Result<TextResponse, StreamError> {
-        let params = params(count.0, interval_ms.0, start.0)?;
-        let body = self
-            .0
-            .body(Transport::Text, params, req, TextLines::default())?;
-        Ok(TextResponse::Ok(Streamed::new(body)))
+    ) -> Result<Streamed<TextChunks>, StreamError> {
+        state.stream(Transport::Text, query, req, TextLines::default())
     }
 }

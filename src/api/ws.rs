@@ -1,44 +1,39 @@
-//! `GET /stream/ws`: the chunks as WebSocket text frames, with client control.
+//! `GET /stream/ws`: the chunks as WebSocket text messages, with client control.
 //!
 //! Everything that can refuse a stream is decided before the upgrade, as a JSON answer: the
 //! parameters (400), the opening handshake (400; 426 for another protocol version), the
 //! `Origin` (403, against cross-site WebSocket hijacking) and the open-stream limits (429,
-//! 503). The handshake is ours, not poem's `WebSocket` extractor's: ours answers every
-//! malformed upgrade with a 4xx that names the fault (the extractor lets some through and
-//! answers others with a 500), and hands the upgraded connection to tokio-tungstenite
-//! directly, so the stream sees tungstenite's typed errors. The connection itself is
-//! [`transport::ws::run`].
+//! 503). The handshake is ours ([`handshake`]), not poem's `WebSocket` extractor's: ours
+//! answers every malformed upgrade with a 4xx that names the fault (the extractor lets some
+//! through and answers others with a 500), and hands the upgraded connection to
+//! tokio-tungstenite directly, so the stream sees tungstenite's typed errors. The connection
+//! itself is [`ws::serve`].
 
 use poem::{
     IntoResponse, Request, Response,
-    http::{HeaderMap, HeaderName, StatusCode, Version, header},
+    http::{StatusCode, header},
+    web::Data,
 };
 use poem_openapi::{
     ApiResponse, OpenApi,
-    param::Query,
     payload::Json,
     registry::{
         MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
     },
     types::Type,
 };
-use tokio_tungstenite::{
-    WebSocketStream,
-    tungstenite::{handshake::derive_accept_key, protocol::Role},
-};
 use tracing::Instrument;
 
-use super::{ChunkSchema, ErrorBody, HeadRequest, Shared, StreamError, Tag, default_count, params};
+use super::{ChunkSchema, ErrorBody, HeadRequest, State, StreamError, StreamQuery, Tag};
 use crate::{
     origin::{self, Forwarded},
-    transport::{self, Transport},
+    streams::Transport,
+    transport::ws::{self, handshake},
 };
 
 /// The WebSocket transport.
-pub struct WsApi(pub Shared);
-
-/// The one version of the WebSocket protocol this server speaks (RFC 6455).
-const WS_VERSION: u16 = 13;
+#[derive(Default)]
+pub struct WsApi;
 
 /// The upgrade to a WebSocket that streams the chunks: a `101 Switching Protocols`.
 pub struct WsUpgrade {
@@ -142,11 +137,16 @@ pub enum WsRefused {
     Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
 }
 
-impl WsRefused {
-    fn bad_request(error: impl Into<String>) -> Self {
-        Self::BadRequest(Json(ErrorBody {
-            error: error.into(),
-        }))
+impl From<handshake::Refused> for WsRefused {
+    fn from(refused: handshake::Refused) -> Self {
+        match refused {
+            handshake::Refused::BadRequest(error) => Self::BadRequest(ErrorBody::json(error)),
+            handshake::Refused::UpgradeRequired(error) => Self::UpgradeRequired(
+                ErrorBody::json(error),
+                handshake::VERSION,
+                "websocket".to_owned(),
+            ),
+        }
     }
 }
 
@@ -192,307 +192,36 @@ impl WsApi {
     #[oai(path = "/stream/ws", method = "get", tag = "Tag::Stream")]
     async fn stream_ws(
         &self,
-        /// Length of the stream: chunks `start .. count` are sent.
-        #[oai(
-            default = "default_count",
-            validator(minimum(value = "0"), maximum(value = "100000000"))
-        )]
-        count: Query<u64>,
-        /// Pause between two chunks, in milliseconds (0: as fast as the client reads).
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "60000")))]
-        interval_ms: Query<u64>,
-        /// Index of the first chunk, at most `count` (a resume point).
-        #[oai(default, validator(minimum(value = "0"), maximum(value = "100000000")))]
-        start: Query<u64>,
+        state: Data<&State>,
+        query: StreamQuery,
         req: &Request,
     ) -> Result<WsUpgrade, WsRefused> {
-        let params = params(count.0, interval_ms.0, start.0)?;
-        let accept = handshake(req)?;
-        let client = self.0.client(req);
+        let StreamQuery(params) = query;
+        let head = req.extensions().get::<HeadRequest>().is_some();
+        let accept = handshake::check(req, head)?;
+        let client = state.client(req);
         let forwarded = Forwarded {
             host: client.forwarded("x-forwarded-host"),
             proto: client.forwarded("x-forwarded-proto"),
         };
-        origin::check(req.headers(), forwarded, &self.0.config.allowed_origins)
-            .map_err(|error| WsRefused::Forbidden(Json(ErrorBody { error })))?;
+        origin::check(req.headers(), forwarded, &state.config().allowed_origins)
+            .map_err(|error| WsRefused::Forbidden(ErrorBody::json(error)))?;
         // hyper offers the connection for every HTTP/1.1 request with an `Upgrade` header,
         // which the handshake has checked; still, a refusal beats a panic.
-        let on_upgrade = req.take_upgrade().map_err(|err| {
-            WsRefused::bad_request(format!("cannot upgrade this connection: {err}"))
+        let upgrade = req.take_upgrade().map_err(|err| {
+            WsRefused::BadRequest(ErrorBody::json(format!(
+                "cannot upgrade this connection: {err}"
+            )))
         })?;
-        // The socket's deadlines end a stalled WebSocket through its write errors, which the
-        // loop counts itself: the guard needs no link to the connection.
-        // (A HEAD was refused by the handshake; were one to come here, it opens nothing.)
-        let Some((chunks, guard)) = self.0.open(Transport::Ws, params, req)? else {
-            return Err(WsRefused::bad_request(
-                "a WebSocket handshake is a GET request, not HEAD",
-            ));
-        };
-        let span = guard.span().clone();
-        let options = transport::ws::Options {
-            ping: self.0.config.ws_ping(),
-            shutdown: self.0.streams.shutdown().token().clone(),
-        };
-        let stream = async move {
-            // hyper hands the connection over once the 101 is written; if the client left
-            // first, the guard goes here and counts it gone.
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(err) => {
-                    tracing::debug!(%err, "upgrade failed");
-                    return;
-                }
-            };
-            let config = transport::ws::config();
-            let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config));
-            transport::ws::run(socket.await, chunks, params, guard, options).await;
+        let chunks = state.open(Transport::Ws, params, req)?;
+        let span = chunks.span().clone();
+        let options = ws::Options {
+            ping: state.config().ws_ping(),
+            shutdown: state.streams().shutdown().token().clone(),
         };
         // Tracked, so that shutdown waits for the stream's close frame.
-        self.0.streams.shutdown().spawn(stream.instrument(span));
+        let stream = ws::serve(upgrade, chunks, options);
+        state.streams().shutdown().spawn(stream.instrument(span));
         Ok(WsUpgrade { accept })
-    }
-}
-
-/// Checks the opening handshake (RFC 6455 §4.2.1); returns the `Sec-WebSocket-Accept`
-/// value, or the 4xx that names what is wrong.
-fn handshake(req: &Request) -> Result<String, WsRefused> {
-    // poem serves HEAD with the GET operation; the marker says which it was.
-    if req.extensions().get::<HeadRequest>().is_some() {
-        return Err(WsRefused::bad_request(
-            "a WebSocket opening handshake is a GET request, not HEAD (RFC 6455 §4.1)",
-        ));
-    }
-    if req.version() != Version::HTTP_11 {
-        return Err(WsRefused::bad_request(format!(
-            "a WebSocket upgrade needs HTTP/1.1; this request is {:?}",
-            req.version()
-        )));
-    }
-    let headers = req.headers();
-    if !lists(headers, header::UPGRADE, "websocket") {
-        return Err(WsRefused::bad_request(format!(
-            "{} streams over a WebSocket: connect with a WebSocket client (this request is \
-             not a WebSocket upgrade: header `Upgrade` does not name `websocket`)",
-            req.uri().path()
-        )));
-    }
-    if !lists(headers, header::CONNECTION, "upgrade") {
-        return Err(WsRefused::bad_request(
-            "header `Connection` must list `Upgrade` for a WebSocket upgrade",
-        ));
-    }
-    let version = headers.get(header::SEC_WEBSOCKET_VERSION);
-    if version.is_none_or(|v| v.as_bytes() != WS_VERSION.to_string().as_bytes()) {
-        let error = format!(
-            "header `Sec-WebSocket-Version` ({}) must be {WS_VERSION}, the only version this \
-             server speaks",
-            version.map_or("missing", |v| v.to_str().unwrap_or("not text"))
-        );
-        return Err(WsRefused::UpgradeRequired(
-            Json(ErrorBody { error }),
-            WS_VERSION,
-            "websocket".to_owned(),
-        ));
-    }
-    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
-    let key = match (keys.next(), keys.next()) {
-        (Some(key), None) if is_key(key.as_bytes()) => key,
-        _ => {
-            return Err(WsRefused::bad_request(
-                "header `Sec-WebSocket-Key` must appear once and be 16 bytes in base64 \
-                 (RFC 6455 §4.1)",
-            ));
-        }
-    };
-    Ok(derive_accept_key(key.as_bytes()))
-}
-
-/// Whether the comma-separated header `name` lists `token`, in any case (RFC 9110 §5.6.1).
-fn lists(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
-}
-
-/// Whether `key` is a `Sec-WebSocket-Key`: 16 bytes in (padded, canonical) base64.
-fn is_key(key: &[u8]) -> bool {
-    data_encoding::BASE64
-        .decode(key)
-        .is_ok_and(|nonce| nonce.len() == 16)
-}
-
-#[cfg(test)]
-mod tests {
-    use poem::http::{HeaderValue, Method};
-
-    use super::*;
-
-    /// An upgrade request with `headers` over `version`, marked HEAD if `head`.
-    fn request(version: Version, head: bool, headers: &[(&'static str, &str)]) -> Request {
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri_str("/stream/ws")
-            .version(version)
-            .finish();
-        for (name, value) in headers {
-            req.headers_mut()
-                .append(*name, HeaderValue::from_str(value).expect("header value"));
-        }
-        if head {
-            req.extensions_mut().insert(HeadRequest);
-        }
-        req
-    }
-
-    /// The headers of a valid upgrade (RFC 6455's example key), with `name` changed to
-    /// `value` (or left out when `value` is `None`).
-    fn upgrade_with(name: &str, value: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
-        [
-            ("upgrade", "websocket"),
-            ("connection", "Upgrade"),
-            ("sec-websocket-version", "13"),
-            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ]
-        .into_iter()
-        .filter_map(|(n, v)| {
-            if n == name {
-                value.map(|v| (n, v))
-            } else {
-                Some((n, v))
-            }
-        })
-        .collect()
-    }
-
-    #[test]
-    fn a_valid_handshake_is_accepted_with_the_rfc_accept_key() {
-        let cases = [
-            ("as RFC 6455 writes it", upgrade_with("", None)),
-            (
-                "Upgrade in capitals",
-                upgrade_with("upgrade", Some("WEBSOCKET")),
-            ),
-            (
-                "Upgrade capitalised",
-                upgrade_with("upgrade", Some("Websocket")),
-            ),
-            (
-                "Upgrade among others",
-                upgrade_with("upgrade", Some("h2c, websocket")),
-            ),
-            (
-                "Connection among others (Firefox)",
-                upgrade_with("connection", Some("keep-alive, Upgrade")),
-            ),
-            (
-                "Connection in lower case",
-                upgrade_with("connection", Some("upgrade")),
-            ),
-        ];
-        for (case, headers) in cases {
-            let accept = handshake(&request(Version::HTTP_11, false, &headers))
-                .unwrap_or_else(|err| panic!("{case}: {err:?}"));
-            // RFC 6455 §1.3's worked example.
-            assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "{case}");
-        }
-    }
-
-    #[test]
-    fn a_malformed_handshake_is_a_400_naming_the_fault() {
-        let headers = upgrade_with("", None);
-        // (case, request, a word the error must hold)
-        let cases = [
-            ("HEAD", request(Version::HTTP_11, true, &headers), "HEAD"),
-            (
-                "HTTP/1.0",
-                request(Version::HTTP_10, false, &headers),
-                "HTTP/1.1",
-            ),
-            (
-                "no Upgrade",
-                request(Version::HTTP_11, false, &upgrade_with("upgrade", None)),
-                "`Upgrade`",
-            ),
-            (
-                "another protocol",
-                request(
-                    Version::HTTP_11,
-                    false,
-                    &upgrade_with("upgrade", Some("h2c")),
-                ),
-                "`Upgrade`",
-            ),
-            (
-                "no Connection: Upgrade",
-                request(
-                    Version::HTTP_11,
-                    false,
-                    &upgrade_with("connection", Some("keep-alive")),
-                ),
-                "`Connection`",
-            ),
-            (
-                "no key",
-                request(
-                    Version::HTTP_11,
-                    false,
-                    &upgrade_with("sec-websocket-key", None),
-                ),
-                "`Sec-WebSocket-Key`",
-            ),
-        ];
-        let bad_keys = [
-            "",
-            "not base64!",
-            // 15 and 17 bytes.
-            "dGhlIHNhbXBsZSBub25j",
-            "dGhlIHNhbXBsZSBub25jZSE=",
-            // 16 bytes, but unpadded, or with stray bits in the last character.
-            "dGhlIHNhbXBsZSBub25jZQ",
-            "dGhlIHNhbXBsZSBub25jZR==",
-        ];
-        let bad_keys = bad_keys.into_iter().map(|key| {
-            let headers = upgrade_with("sec-websocket-key", Some(key));
-            (
-                key,
-                request(Version::HTTP_11, false, &headers),
-                "`Sec-WebSocket-Key`",
-            )
-        });
-        let mut two_keys = headers.clone();
-        two_keys.push(("sec-websocket-key", "AQIDBAUGBwgJCgsMDQ4PEA=="));
-        let two_keys = (
-            "two keys",
-            request(Version::HTTP_11, false, &two_keys),
-            "once",
-        );
-        for (case, req, needle) in cases.into_iter().chain(bad_keys).chain([two_keys]) {
-            match handshake(&req) {
-                Err(WsRefused::BadRequest(Json(ErrorBody { error }))) => {
-                    assert!(error.contains(needle), "{case}: {error}");
-                }
-                other => panic!("{case}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn another_protocol_version_is_a_426_naming_13() {
-        for version in [Some("8"), Some("12"), Some("13, 8"), Some(""), None] {
-            let headers = upgrade_with("sec-websocket-version", version);
-            match handshake(&request(Version::HTTP_11, false, &headers)) {
-                Err(WsRefused::UpgradeRequired(Json(ErrorBody { error }), supported, upgrade)) => {
-                    assert_eq!((supported, upgrade.as_str()), (13, "websocket"));
-                    assert!(
-                        error.contains("`Sec-WebSocket-Version`"),
-                        "{version:?}: {error}"
-                    );
-                }
-                other => panic!("{version:?}: {other:?}"),
-            }
-        }
     }
 }

@@ -21,10 +21,7 @@
 use std::{
     io,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -33,64 +30,10 @@ use tokio::{
     time::{Instant, Sleep, sleep_until},
 };
 
-use crate::config::Timeouts;
-
-/// What a connection is doing, as its deadlines see it: a phase, and a count of changes so
-/// that the socket notices a change even when the phase reads the same as before.
-const PHASE_BITS: u32 = 2;
-/// Waiting for a request head (the connection's first, or after the next one's first byte).
-const HEAD: u32 = 0;
-/// A request is being served: only the stall rule applies.
-const BUSY: u32 = 1;
-/// A response has ended; no new request has begun.
-const IDLE: u32 = 2;
-/// The connection is a WebSocket now: only the stall rule applies.
-const UPGRADED: u32 = 3;
-
-/// What the service tells a connection's socket, and what the socket tells the streams.
-#[derive(Debug, Default)]
-pub struct Activity {
-    /// `changes << PHASE_BITS | phase`.
-    state: AtomicU32,
-    stalled: AtomicBool,
-}
-
-impl Activity {
-    /// A request's head is complete and the service is answering it.
-    pub fn request_began(&self) {
-        self.set(BUSY);
-    }
-
-    /// The response has been written (or dropped): the connection waits for the next request.
-    pub fn response_ended(&self) {
-        self.set(IDLE);
-    }
-
-    /// The connection was handed to a WebSocket.
-    pub fn upgraded(&self) {
-        self.set(UPGRADED);
-    }
-
-    /// Whether the connection was closed because its client stopped accepting bytes.
-    pub fn stalled(&self) -> bool {
-        self.stalled.load(Ordering::Relaxed)
-    }
-
-    fn set(&self, phase: u32) {
-        let changes = (self.state.load(Ordering::Relaxed) >> PHASE_BITS).wrapping_add(1);
-        self.state
-            .store(changes << PHASE_BITS | phase, Ordering::Relaxed);
-    }
-
-    fn state(&self) -> u32 {
-        self.state.load(Ordering::Relaxed)
-    }
-}
-
-/// The phase of an activity state.
-fn phase(state: u32) -> u32 {
-    state & ((1 << PHASE_BITS) - 1)
-}
+use crate::{
+    config::Timeouts,
+    connection::{Activity, Phase, Seen},
+};
 
 /// Why a connection was closed by one of its deadlines: the error its socket returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -107,7 +50,7 @@ pub enum Expired {
 }
 
 impl Expired {
-    /// The deadline behind `err`, if it is one of ours (as a WebSocket's write error is).
+    /// The deadline behind `err`, if it is one of ours.
     pub fn of(err: &io::Error) -> Option<Expired> {
         err.get_ref()?.downcast_ref::<Expired>().copied()
     }
@@ -118,8 +61,8 @@ pub struct Deadlines<T> {
     io: T,
     activity: Arc<Activity>,
     timeouts: Timeouts,
-    /// The activity state the read deadline was worked out for.
-    seen: u32,
+    /// The activity the read deadline was worked out for.
+    seen: Seen,
     /// When the header or idle deadline passes, if one applies now.
     read_by: Option<Instant>,
     /// When the stall deadline passes, if a write is waiting for the client.
@@ -133,7 +76,7 @@ impl<T> Deadlines<T> {
     pub fn new(io: T, activity: Arc<Activity>, timeouts: Timeouts) -> Self {
         Self {
             io,
-            seen: activity.state(),
+            seen: activity.seen(),
             activity,
             read_by: Some(Instant::now() + timeouts.header),
             timeouts,
@@ -144,15 +87,15 @@ impl<T> Deadlines<T> {
 
     /// Follows the service's news: which read deadline applies now.
     fn follow_activity(&mut self) {
-        let state = self.activity.state();
-        if state == self.seen {
+        let seen = self.activity.seen();
+        if seen == self.seen {
             return;
         }
-        self.seen = state;
-        self.read_by = match phase(state) {
-            IDLE => Some(Instant::now() + self.timeouts.idle),
-            HEAD => Some(Instant::now() + self.timeouts.header),
-            _ => None,
+        self.seen = seen;
+        self.read_by = match seen.phase() {
+            Phase::Idle => Some(Instant::now() + self.timeouts.idle),
+            Phase::Head => Some(Instant::now() + self.timeouts.header),
+            Phase::Busy | Phase::Upgraded => None,
         };
     }
 
@@ -181,9 +124,9 @@ impl<T> Deadlines<T> {
             return Ok(());
         }
         let expired = if self.write_by.is_some_and(|at| at <= first) {
-            self.activity.stalled.store(true, Ordering::Relaxed);
+            self.activity.stall();
             Expired::Stall
-        } else if phase(self.seen) == IDLE {
+        } else if self.seen.phase() == Phase::Idle {
             Expired::Idle
         } else {
             Expired::Header
@@ -215,9 +158,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Deadlines<T> {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     self.follow_activity();
-                    if phase(self.seen) == IDLE {
+                    if self.seen.phase() == Phase::Idle {
                         // The first byte of the next request: its head is due in time.
-                        self.activity.set(HEAD);
+                        self.activity.head_began();
                         self.follow_activity();
                     }
                 }

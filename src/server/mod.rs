@@ -35,18 +35,20 @@ use poem::{
 use tokio::net::{TcpListener, TcpStream};
 
 use self::deadlines::Deadlines;
-pub use self::deadlines::{Activity, Expired};
-use crate::{config::Timeouts, shutdown::Shutdown};
+pub use self::deadlines::Expired;
+
+/// The body of poem's responses, as hyper gets them.
+type BoxBody = http_body_util::combinators::BoxBody<bytes::Bytes, io::Error>;
+use crate::{config::Timeouts, connection::Activity, shutdown::Shutdown};
 
 /// How long to pause accepting after an error such as "too many open files".
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The most a connection buffers in hyper: the request head it reads, and the response bytes
 /// queued for writing (hyper asks the body for another frame only below it, and writes what
-/// it holds in one `writev`). hyper's default, about 400 KiB, is what every client that
-/// stops reading would pin down; less means more, smaller writes for a fast one. This
-/// balance keeps a stalled stream well under 128 KiB (BENCHMARKS.md, "Stalled clients"). It
-/// also caps a request head: a larger one gets 431.
+/// it holds in one `writev`). hyper's default is what every client that stops reading would
+/// pin down; less means more, smaller writes for a fast one (BENCHMARKS.md, "Stalled
+/// clients" has the balance). It also caps a request head: a larger one gets 431.
 const MAX_BUF_SIZE: usize = 80 * 1024;
 
 /// The most bytes the kernel holds unsent for a connection (`TCP_NOTSENT_LOWAT`; what is in
@@ -111,45 +113,11 @@ async fn connection<E>(
 ) where
     E: Endpoint<Output = poem::Response> + 'static,
 {
-    // Coalescing happens in the transports; a small write must then go out at once.
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Err(err) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
-        tracing::debug!(%err, %peer, "cannot set TCP_NOTSENT_LOWAT");
-    }
+    tune(&stream, peer);
     let activity = Arc::new(Activity::default());
     let io = Deadlines::new(stream, activity.clone(), timeouts);
-    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
-        let ep = ep.clone();
-        let activity = activity.clone();
-        async move {
-            activity.request_began();
-            // A stream's guard reads it to tell a stalled client from one that left.
-            req.extensions_mut().insert(activity.clone());
-            let req = Request::from((
-                req,
-                LocalAddr(Addr::SocketAddr(local)),
-                RemoteAddr(Addr::SocketAddr(peer)),
-                Scheme::HTTP,
-            ));
-            // Boxed on purpose: hyper keeps one box for the service future for a connection's
-            // whole life, sized for that future, and poem's endpoint future is several KiB.
-            // Boxed here, it lives only until the response head is ready, and an idle
-            // streaming connection keeps a few bytes instead (BENCHMARKS.md, "Memory per
-            // connection").
-            let resp = hyper::Response::from(Box::pin(ep.get_response(req)).await);
-            let activity = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                // The connection is the WebSocket's now; its body is the empty 101's.
-                activity.upgraded();
-                None
-            } else {
-                Some(activity)
-            };
-            Ok::<_, Infallible>(resp.map(|body| Watched { body, activity }))
-        }
-    });
+    let service =
+        service_fn(move |req| serve_request(req, ep.clone(), activity.clone(), local, peer));
     let conn = http1::Builder::new()
         .max_buf_size(MAX_BUF_SIZE)
         .serve_connection(TokioIo::new(io), service)
@@ -166,6 +134,55 @@ async fn connection<E>(
     if let Err(err) = result {
         tracing::debug!(%err, %peer, "connection ended with an error");
     }
+}
+
+/// Sets the socket options every connection gets.
+fn tune(stream: &TcpStream, peer: SocketAddr) {
+    // Coalescing happens in the transports; a small write must then go out at once.
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, %peer, "cannot set TCP_NODELAY");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        tracing::debug!(%err, %peer, "cannot set TCP_NOTSENT_LOWAT");
+    }
+}
+
+/// Answers one request of a connection with the endpoint, its response body watched so that
+/// the connection's deadlines know when the response has ended.
+async fn serve_request<E>(
+    mut req: hyper::Request<Incoming>,
+    ep: Arc<E>,
+    activity: Arc<Activity>,
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> Result<hyper::Response<Watched<BoxBody>>, Infallible>
+where
+    E: Endpoint<Output = poem::Response> + 'static,
+{
+    activity.request_began();
+    // A stream written to this connection reads it to tell a stalled client from one that
+    // left.
+    req.extensions_mut().insert(activity.clone());
+    let req = Request::from((
+        req,
+        LocalAddr(Addr::SocketAddr(local)),
+        RemoteAddr(Addr::SocketAddr(peer)),
+        Scheme::HTTP,
+    ));
+    // Boxed on purpose: hyper keeps one box for the service future for a connection's whole
+    // life, sized for that future, and poem's endpoint future is several KiB. Boxed here, it
+    // lives only until the response head is ready, and an idle streaming connection keeps a
+    // few bytes instead (BENCHMARKS.md, "Memory per connection").
+    let resp = hyper::Response::from(Box::pin(ep.get_response(req)).await);
+    let activity = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection is the WebSocket's now; its body is the empty 101's.
+        activity.upgraded();
+        None
+    } else {
+        Some(activity)
+    };
+    Ok(resp.map(|body| Watched { body, activity }))
 }
 
 /// A response body that tells the connection's deadlines when the response has ended.

@@ -12,21 +12,29 @@
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use futures_util::Stream;
-use poem::Body;
 
-use super::{Encoder, frames::Frames};
-use crate::{
-    generator::{Chunk, ChunkRange, StreamParams},
-    streams::StreamGuard,
-    transport::encode::ChunkWriter,
-};
+use super::{Encoder, encode::ChunkWriter};
+use crate::generator::Chunk;
 
 /// Encodes chunks as Server-Sent Events.
 pub struct SseEvents {
     /// The reconnection delay announced to the client.
     retry_ms: u64,
+    /// The silence after which a keep-alive comment is sent.
+    keep_alive: Duration,
     writer: ChunkWriter,
+}
+
+impl SseEvents {
+    /// Events announcing `retry_ms` as the reconnection delay, with a keep-alive comment
+    /// after `keep_alive` of silence (which only a stream paced at least that slowly has).
+    pub fn new(retry_ms: u64, keep_alive: Duration) -> Self {
+        Self {
+            retry_ms,
+            keep_alive,
+            writer: ChunkWriter::default(),
+        }
+    }
 }
 
 impl Encoder for SseEvents {
@@ -55,34 +63,8 @@ impl Encoder for SseEvents {
         // A comment line alone: it keeps the connection busy and joins the next event's block.
         out.put_slice(b": keep-alive\n");
     }
-}
 
-/// The event-stream body for `chunks`, with a keep-alive comment after `keep_alive` of silence
-/// (which only a stream paced at least that slowly can have).
-pub fn body(
-    chunks: impl Stream<Item = ChunkRange> + Send + 'static,
-    params: &StreamParams,
-    guard: StreamGuard,
-    retry_ms: u64,
-    keep_alive: Duration,
-) -> Body {
-    let frames = Frames::new(
-        chunks,
-        SseEvents {
-            retry_ms,
-            writer: ChunkWriter::default(),
-        },
-        guard,
-        params.start(),
-        params.count(),
-    );
-    // The only silence in a stream is the wait for the next chunk, `interval_ms`: a stream
-    // with a shorter interval never needs a keep-alive, so it gets no timer to reset at
-    // every event.
-    let frames = if Duration::from_millis(params.interval_ms()) >= keep_alive {
-        frames.keep_alive(keep_alive)
-    } else {
-        frames
-    };
-    Body::from_bytes_stream(frames)
+    fn keep_alive_after(&self) -> Option<Duration> {
+        Some(self.keep_alive)
+    }
 }

@@ -2,8 +2,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::Encoder;
-use crate::{generator::Chunk, transport::encode::ChunkWriter};
+use super::{Encoder, encode::ChunkWriter};
+use crate::generator::Chunk;
 
 /// Encodes chunks as lines of text.
 #[derive(Default)]

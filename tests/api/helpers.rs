@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chunkstream::{app::Application, config::Config, metrics::Metrics};
+use chunkstream::{app::Application, config::Config, streams::Metrics};
 use futures_util::StreamExt;
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -405,10 +405,10 @@ impl StreamClient {
     /// Opens `transport`'s stream with `query`, or returns the refusal.
     pub async fn open(
         app: &TestApp,
-        transport: chunkstream::transport::Transport,
+        transport: chunkstream::streams::Transport,
         query: &str,
     ) -> Result<Self, Refused> {
-        use chunkstream::transport::Transport;
+        use chunkstream::streams::Transport;
         let path = format!("{}?{query}", transport.path());
         if transport == Transport::Ws {
             let url = format!("ws://{}{path}", app.addr);

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chunkstream::transport::Transport;
+use chunkstream::streams::Transport;
 use futures_util::StreamExt;
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};

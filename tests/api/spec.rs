@@ -20,7 +20,7 @@ async fn served_spec_is_the_committed_openapi_json() {
 async fn every_stream_operation_documents_the_parameters_the_server_enforces() {
     use chunkstream::{
         generator::{DEFAULT_COUNT, MAX_COUNT, MAX_INTERVAL_MS},
-        transport::Transport,
+        streams::Transport,
     };
     let app = spawn_app().await;
     let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();

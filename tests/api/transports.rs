@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use chunkstream::{config::Config, transport::Transport};
+use chunkstream::{config::Config, streams::Transport};
 
 use crate::helpers::{
     Ended, StreamClient, TestApp, outcome, series, spawn_app, spawn_app_with, wait_until,

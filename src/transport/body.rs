@@ -1,4 +1,4 @@
-//! [`Frames`]: the chunk stream, encoded into coalesced frames for an HTTP body.
+//! [`BodyFrames`]: a stream's chunks, encoded into coalesced frames of an HTTP body.
 
 use std::{
     io,
@@ -9,14 +9,12 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use poem::Body;
 use tokio::time::{Instant, Sleep, sleep};
 
 use super::{Encoder, FRAME_TARGET};
 use crate::{
-    generator::{ChunkRange, StreamParams},
-    metrics::Outcome,
-    streams::StreamGuard,
+    generator::ChunkRange,
+    streams::{Chunks, Next, Outcome},
 };
 
 /// First allocation for a buffer when the stream was not flowing flat out; also more than
@@ -26,37 +24,22 @@ const SMALL_FRAME: usize = 256;
 /// A frame is full once it holds this much: one more chunk still fits in [`FRAME_TARGET`],
 /// so a full frame never grows past the allocation it started with.
 const FULL: usize = FRAME_TARGET - SMALL_FRAME;
-/// The HTTP body for `chunks` in `encoder`'s wire format: ready chunks coalesced into one
+
+/// The HTTP body of `chunks` in `encoder`'s wire format: ready chunks coalesced into one
 /// frame, each frame handed over the moment the generator would wait.
-pub fn body(
-    chunks: impl Stream<Item = ChunkRange> + Send + 'static,
-    encoder: impl Encoder,
-    params: &StreamParams,
-    guard: StreamGuard,
-) -> Body {
-    Body::from_bytes_stream(Frames::new(
-        chunks,
-        encoder,
-        guard,
-        params.start(),
-        params.count(),
-    ))
+pub fn body(chunks: Chunks, encoder: impl Encoder) -> poem::Body {
+    poem::Body::from_bytes_stream(BodyFrames::new(chunks, encoder))
 }
 
-/// The chunk stream `S`, encoded by `E` into coalesced frames for an HTTP body.
+/// A stream's chunks, encoded by `E` into coalesced frames for an HTTP body.
 ///
-/// Owns the stream's [`StreamGuard`]: when hyper drops the body (client gone) the
-/// generator and the guard go with it, and the guard records the outcome.
-pub struct Frames<S, E> {
-    chunks: Pin<Box<S>>,
-    /// Chunks handed over by the generator and not encoded yet (a frame filled first).
+/// Owns the stream: when hyper drops the body (the client is gone), the generator and its
+/// account go with it, and the account counts how the stream ended.
+pub struct BodyFrames<E> {
+    chunks: Chunks,
+    /// Chunks handed over and not encoded yet (a frame filled first).
     pending: ChunkRange,
     encoder: E,
-    guard: StreamGuard,
-    /// The index after the last chunk handed over: the stream is complete when the
-    /// generator ends with `next == count`.
-    next: u64,
-    count: u64,
     started: bool,
     done: bool,
     /// The last frame was full: ready chunks are flowing, so a full frame is made at once.
@@ -64,74 +47,55 @@ pub struct Frames<S, E> {
     keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
 }
 
-impl<S, E> Frames<S, E>
-where
-    S: Stream<Item = ChunkRange> + Send + 'static,
-    E: Encoder,
-{
-    /// Frames for the chunks `start..count`.
-    pub fn new(chunks: S, encoder: E, guard: StreamGuard, start: u64, count: u64) -> Self {
+impl<E: Encoder> BodyFrames<E> {
+    /// The frames of `chunks`.
+    pub fn new(chunks: Chunks, encoder: E) -> Self {
+        let params = *chunks.params();
+        // The only silence in a stream is the wait for the next chunk, `interval_ms`: a
+        // stream with a shorter interval never needs a keep-alive, so it gets no timer to
+        // reset at every frame.
+        let keep_alive = encoder
+            .keep_alive_after()
+            .filter(|&period| Duration::from_millis(params.interval_ms()) >= period)
+            .map(|period| (period, Box::pin(sleep(period))));
         Self {
-            chunks: Box::pin(chunks),
-            pending: ChunkRange::empty(start),
+            chunks,
+            pending: ChunkRange::empty(params.start()),
             encoder,
-            guard,
-            next: start,
-            count,
             started: false,
             done: false,
             flowing: false,
-            keep_alive: None,
+            keep_alive,
         }
     }
 
-    /// Sends the encoder's keep-alive whenever nothing was sent for `period`.
-    pub fn keep_alive(mut self, period: Duration) -> Self {
-        self.keep_alive = Some((period, Box::pin(sleep(period))));
-        self
-    }
-
-    /// Encodes ready chunks until the generator would wait, ends, or a frame is full.
+    /// Encodes ready chunks until the stream would wait, ends, or a frame is full.
     fn fill(&mut self, cx: &mut Context<'_>, out: &mut BytesMut) {
-        let mut sent = 0;
         'fill: loop {
             for chunk in self.pending.by_ref() {
                 self.encoder.chunk(chunk, out);
-                sent += 1;
                 if out.len() >= FULL {
                     break 'fill;
                 }
             }
-            match self.chunks.as_mut().poll_next(cx) {
-                Poll::Ready(Some(range)) => {
-                    self.next = range.end();
-                    self.pending = range;
+            match Pin::new(&mut self.chunks).poll_next(cx) {
+                Poll::Ready(Some(Next::Chunks(range))) => self.pending = range,
+                Poll::Ready(Some(Next::End(outcome))) => {
+                    if outcome == Outcome::Completed {
+                        self.encoder.end(self.chunks.params().count(), out);
+                    }
                 }
                 Poll::Ready(None) => {
                     self.done = true;
-                    if self.next == self.count {
-                        self.encoder.end(self.count, out);
-                        self.guard.finish(Outcome::Completed);
-                    } else {
-                        // The generator only ends early when the server shuts down.
-                        self.guard.finish(Outcome::Shutdown);
-                    }
                     break;
                 }
                 Poll::Pending => break,
             }
         }
-        if sent > 0 {
-            self.guard.sent(sent);
-        }
     }
 }
 
-impl<S, E> Stream for Frames<S, E>
-where
-    S: Stream<Item = ChunkRange> + Send + 'static,
-    E: Encoder,
-{
+impl<E: Encoder> Stream for BodyFrames<E> {
     type Item = io::Result<Bytes>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -182,15 +146,13 @@ mod tests {
 
     use bytes::BufMut;
     use futures_util::StreamExt;
-    use tokio_util::sync::CancellationToken;
 
     use super::*;
     use crate::{
-        client::Share,
-        generator::{self, Chunk, StreamParams},
-        metrics::Metrics,
-        streams::{Limits, Streams},
-        transport::Transport,
+        client::ClientKey,
+        generator::{Chunk, StreamParams},
+        shutdown::Shutdown,
+        streams::{Limits, Metrics, Peer, Recipient, Streams, Transport},
     };
 
     /// A wire format whose bytes say what happened: `c{index}`, `end`, `ka`.
@@ -206,14 +168,18 @@ mod tests {
         fn keep_alive(&mut self, out: &mut BytesMut) {
             out.put_slice(b"ka ");
         }
+        fn keep_alive_after(&self) -> Option<Duration> {
+            Some(PERIOD)
+        }
     }
 
     /// The SSE default keep-alive period.
     const PERIOD: Duration = Duration::from_secs(15);
 
-    /// Runs a stream of `count` chunks `interval` apart through [`Frames`] with the keep-alive
-    /// `PERIOD`, cancelled after `cancel_after` if given; returns each frame with the second it
-    /// was handed over (and `"."` when the stream ended), and the outcome it was counted with.
+    /// Runs a stream of `count` chunks `interval` apart through [`BodyFrames`] with the
+    /// keep-alive `PERIOD`, shut down after `cancel_after` if given; returns each frame with the
+    /// second it was handed over (and `"."` when the stream ended), and the outcome it was
+    /// counted with.
     async fn frames(
         count: u64,
         interval: Duration,
@@ -224,27 +190,22 @@ mod tests {
             streams: 1,
             per_client: 0,
         };
-        let streams = Streams::new(limits, Default::default(), Metrics::new());
-        let guard = streams
-            .open(
-                Transport::Sse,
-                &params,
-                Share::of([127, 0, 0, 1].into()),
-                None,
-                "test",
-            )
-            .expect("room");
-        let stop = CancellationToken::new();
+        let shutdown = Shutdown::default();
+        let streams = Streams::new(limits, shutdown.clone(), Metrics::new());
+        let to = Recipient {
+            key: ClientKey::of([127, 0, 0, 1].into()),
+            peer: Peer(None),
+            connection: None,
+        };
+        let chunks = streams.open(Transport::Sse, params, to).expect("room");
         if let Some(after) = cancel_after {
-            let stop = stop.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(after).await;
-                stop.cancel();
+                shutdown.begin();
             });
         }
-        let chunks = generator::chunks(params, stop);
         let t0 = Instant::now();
-        let frames = Frames::new(chunks, Marks, guard, 0, count).keep_alive(PERIOD);
+        let frames = BodyFrames::new(chunks, Marks);
         let mut got: Vec<(u64, String)> = frames
             .map(|frame| {
                 let text = String::from_utf8(frame.expect("a frame").to_vec()).expect("text");

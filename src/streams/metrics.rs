@@ -8,56 +8,11 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::transport::Transport;
+use super::kind::{Outcome, Transport};
 
 const OPEN_STREAMS: &str = "chunkstream_open_streams";
 const CHUNKS_SENT: &str = "chunkstream_chunks_sent_total";
 const STREAMS: &str = "chunkstream_streams_total";
-
-/// How a stream ended: the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every chunk was sent.
-    Completed,
-    /// The client went away first (the default when a guard is dropped unfinished).
-    ClientGone,
-    /// The server shut down.
-    Shutdown,
-    /// A WebSocket client sent `stop`.
-    Stopped,
-    /// Refused: too many open streams (503).
-    Rejected,
-    /// A WebSocket peer broke the protocol (close 1003/1009) or stopped answering pings.
-    ProtocolError,
-    /// The client accepted no bytes for the stall timeout.
-    Stalled,
-}
-
-impl Outcome {
-    /// Every outcome, in metric-label order.
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Completed,
-        Outcome::ClientGone,
-        Outcome::Shutdown,
-        Outcome::Stopped,
-        Outcome::Rejected,
-        Outcome::ProtocolError,
-        Outcome::Stalled,
-    ];
-
-    /// The `outcome` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::ClientGone => "client_gone",
-            Outcome::Shutdown => "shutdown",
-            Outcome::Stopped => "stopped",
-            Outcome::Rejected => "rejected",
-            Outcome::ProtocolError => "protocol_error",
-            Outcome::Stalled => "stalled",
-        }
-    }
-}
 
 /// The handles of one transport.
 pub struct TransportMetrics {

@@ -1,0 +1,120 @@
+//! [`State`]: what every operation shares, and the one way an operation opens a stream.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+
+use poem::{Body, Request};
+
+use super::{
+    errors::StreamError,
+    params::StreamQuery,
+    streamed::{Media, Streamed},
+};
+use crate::{
+    client::{Client, TrustedProxies},
+    config::Config,
+    connection::Activity,
+    generator::StreamParams,
+    shutdown::Shutdown,
+    streams::{Chunks, Limits, Peer, Recipient, Streams, Transport},
+    transport::{Encoder, body},
+};
+
+/// Marks a request that arrived as HEAD. HEAD is answered by the GET operation (the app's
+/// outer middleware rewrites the method and sets this marker), and the body is dropped
+/// unread: a stream operation that sees the marker answers with headers only instead of
+/// opening, and counting, a stream nobody reads.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadRequest;
+
+/// What the operations share: the open streams and the configuration. Cloning is one
+/// reference count (poem-openapi clones an operation's API value for each request).
+#[derive(Clone)]
+pub struct State(Arc<Shared>);
+
+struct Shared {
+    streams: Streams,
+    config: Config,
+    proxies: TrustedProxies,
+}
+
+impl State {
+    /// State for a server with `config`.
+    pub fn new(config: Config) -> Self {
+        let limits = Limits {
+            streams: config.max_streams,
+            per_client: config.max_streams_per_client,
+        };
+        Self(Arc::new(Shared {
+            streams: Streams::new(limits, Shutdown::default(), Default::default()),
+            proxies: TrustedProxies::new(config.trusted_proxies.iter().copied()),
+            config,
+        }))
+    }
+
+    /// The open streams: limits, shutdown, metrics.
+    pub fn streams(&self) -> &Streams {
+        &self.0.streams
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The client `req` comes from.
+    pub fn client<'a>(&self, req: &'a Request) -> Client<'a> {
+        let peer = req
+            .remote_addr()
+            .as_socket_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SocketAddr::ip);
+        self.0.proxies.client(peer, req.headers())
+    }
+
+    /// Opens a `transport` stream of `params` for `req`, refused when the client's share or
+    /// the server's limit is taken.
+    pub fn open(
+        &self,
+        transport: Transport,
+        params: StreamParams,
+        req: &Request,
+    ) -> Result<Chunks, StreamError> {
+        let to = Recipient {
+            key: self.client(req).key(),
+            peer: Peer(req.remote_addr().as_socket_addr().copied()),
+            // Set by the server for each request: it tells the stream if its client stalled.
+            connection: req.extensions().get::<Arc<Activity>>().cloned(),
+        };
+        Ok(self.0.streams.open(transport, params, to)?)
+    }
+
+    /// The response body of an HTTP `transport` stream of `params` for `req`, in `encoder`'s
+    /// wire format. A HEAD request gets an empty one: what a GET would be told, without
+    /// opening or counting anything.
+    pub fn body(
+        &self,
+        transport: Transport,
+        params: StreamParams,
+        req: &Request,
+        encoder: impl Encoder,
+    ) -> Result<Body, StreamError> {
+        if req.extensions().get::<HeadRequest>().is_some() {
+            self.0.streams.check(self.client(req).key())?;
+            return Ok(Body::empty());
+        }
+        Ok(body::body(self.open(transport, params, req)?, encoder))
+    }
+
+    /// The answer of an HTTP stream operation: [`State::body`], in media type `M`.
+    pub fn stream<M: Media>(
+        &self,
+        transport: Transport,
+        StreamQuery(params): StreamQuery,
+        req: &Request,
+        encoder: impl Encoder,
+    ) -> Result<Streamed<M>, StreamError> {
+        Ok(Streamed::new(self.body(transport, params, req, encoder)?))
+    }
+}

@@ -1,0 +1,100 @@
+//! What a stream operation answers: [`Streamed`], a body written as the generator makes it,
+//! in a media type that says in the spec what the body holds; and the `Chunk` schema.
+
+use std::marker::PhantomData;
+
+use poem::{
+    Body, IntoResponse, Response,
+    http::{HeaderValue, header},
+};
+use poem_openapi::{
+    ApiResponse, Object,
+    payload::Payload,
+    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
+    types::Example,
+};
+
+/// A streamed media type: what the spec says of a stream operation's `200` and its body.
+pub trait Media: Payload {
+    /// The `200` response's description.
+    const DESCRIPTION: &'static str;
+}
+
+/// A stream operation's body, written as the generator makes it. `M` is the media type:
+/// a type with no values whose [`Payload`] impl is what the spec says of the body.
+pub struct Streamed<M>(Body, PhantomData<fn() -> M>);
+
+impl<M> Streamed<M> {
+    /// `body`, in media type `M`.
+    pub fn new(body: Body) -> Self {
+        Self(body, PhantomData)
+    }
+}
+
+impl<M: Payload> Payload for Streamed<M> {
+    const CONTENT_TYPE: &'static str = M::CONTENT_TYPE;
+
+    fn schema_ref() -> MetaSchemaRef {
+        M::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        M::register(registry);
+    }
+}
+
+impl<M: Payload> IntoResponse for Streamed<M> {
+    /// With the headers every streamed body carries: no caching, and no buffering by
+    /// proxies (nginx). Static values: nothing to parse or allocate per stream.
+    fn into_response(self) -> Response {
+        Response::builder()
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(M::CONTENT_TYPE),
+            )
+            .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
+            .header("x-accel-buffering", HeaderValue::from_static("no"))
+            .body(self.0)
+    }
+}
+
+impl<M: Media> ApiResponse for Streamed<M> {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: M::DESCRIPTION,
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: M::CONTENT_TYPE,
+                    schema: M::schema_ref(),
+                }],
+                headers: Vec::new(),
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        M::register(registry);
+    }
+}
+
+/// One chunk as JSON (an SSE `data:` line, a WebSocket text message, a JSON line). Chunk *i*
+/// is a pure function of *i*: `{"index": i, "text": "Data Chunk i"}`.
+#[derive(Debug, Object)]
+#[oai(rename = "Chunk", example)]
+pub struct ChunkSchema {
+    /// Position of the chunk in the stream, from 0; the SSE event id.
+    pub index: u64,
+    /// `Data Chunk {index}`.
+    pub text: String,
+}
+
+impl Example for ChunkSchema {
+    fn example() -> Self {
+        Self {
+            index: 0,
+            text: "Data Chunk 0".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The two things every layer says of a stream: which [`Transport`] carries it, and the
+//! [`Outcome`] it ended with. Both are metric labels and log fields; [`Transport`] is also the
+//! one list of transports that routes, the start log and "every transport" tests come from.
+
+/// The wire format a stream is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `GET /stream`: chunked `text/plain`.
+    Text,
+    /// `GET /stream/sse`: Server-Sent Events.
+    Sse,
+    /// `GET /stream/ws`: WebSocket.
+    Ws,
+    /// `GET /stream/jsonl`: JSON Lines.
+    Jsonl,
+}
+
+/// What a transport is called and where it is served.
+struct About {
+    label: &'static str,
+    path: &'static str,
+    scheme: &'static str,
+}
+
+impl Transport {
+    /// Every transport, in metric-label order.
+    pub const ALL: [Transport; 4] = [
+        Transport::Text,
+        Transport::Sse,
+        Transport::Ws,
+        Transport::Jsonl,
+    ];
+
+    /// One entry per transport: its label, its route and the URL scheme a client uses.
+    const fn about(self) -> About {
+        let (label, path, scheme) = match self {
+            Transport::Text => ("text", "/stream", "http"),
+            Transport::Sse => ("sse", "/stream/sse", "http"),
+            Transport::Ws => ("ws", "/stream/ws", "ws"),
+            Transport::Jsonl => ("jsonl", "/stream/jsonl", "http"),
+        };
+        About {
+            label,
+            path,
+            scheme,
+        }
+    }
+
+    /// The `transport` label.
+    pub const fn as_str(self) -> &'static str {
+        self.about().label
+    }
+
+    /// The route that streams with it.
+    pub const fn path(self) -> &'static str {
+        self.about().path
+    }
+
+    /// The URL scheme a client opens it with on a plain listener (`http`, `ws`).
+    pub const fn scheme(self) -> &'static str {
+        self.about().scheme
+    }
+}
+
+/// How a stream ended: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every chunk was sent.
+    Completed,
+    /// The client went away first.
+    ClientGone,
+    /// The server shut down.
+    Shutdown,
+    /// The client asked the stream to stop (a WebSocket `stop` action).
+    Stopped,
+    /// Refused before it opened: the client's share or the server's limit was taken.
+    Rejected,
+    /// The client broke the protocol (a WebSocket close 1002, 1003, 1007 or 1009) or stopped
+    /// answering pings.
+    ProtocolError,
+    /// The client accepted no bytes for the stall timeout.
+    Stalled,
+}
+
+impl Outcome {
+    /// Every outcome, in metric-label order.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Completed,
+        Outcome::ClientGone,
+        Outcome::Shutdown,
+        Outcome::Stopped,
+        Outcome::Rejected,
+        Outcome::ProtocolError,
+        Outcome::Stalled,
+    ];
+
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::ClientGone => "client_gone",
+            Outcome::Shutdown => "shutdown",
+            Outcome::Stopped => "stopped",
+            Outcome::Rejected => "rejected",
+            Outcome::ProtocolError => "protocol_error",
+            Outcome::Stalled => "stalled",
+        }
+    }
+}

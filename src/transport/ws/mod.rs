@@ -1,0 +1,79 @@
+//! WebSocket: each chunk one text message, client control, heartbeats, limits and close codes.
+//!
+//! One file a job:
+//! - [`handshake`]: the opening handshake of RFC 6455, checked before anything is opened;
+//! - [`conn`]: the connection loop, one `select!` whose arms each call one part;
+//! - [`control`](crate::transport::control): what the client may send (pause, resume, stop);
+//! - [`ending`]: every way the stream ends, its close frame and its outcome;
+//! - [`heartbeat`]: pings for a silent peer;
+//! - [`messages`]: a chunk's text message;
+//! - [`socket`]: the framing (tungstenite), its limits and the lingering close.
+//!
+//! [`run`] drives one connection from the stream's chunks until its [`Ending`], then closes
+//! the connection as that ending requires. Nothing is taken from the generator while the
+//! client has paused the stream. The loop is generic over its [`Socket`] (a `Sink` and
+//! `Stream` of tungstenite messages), so the unit tests drive it with channels and paused
+//! time, and the integration tests with a real socket.
+
+mod conn;
+mod ending;
+pub mod handshake;
+mod heartbeat;
+mod messages;
+mod socket;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use poem::OnUpgrade;
+use tokio_tungstenite::{WebSocketStream, tungstenite::protocol::Role};
+use tokio_util::sync::CancellationToken;
+
+use self::conn::Conn;
+pub use self::{
+    ending::Ending,
+    socket::{MAX_INCOMING, Socket, config},
+};
+use crate::streams::{Chunks, Outcome};
+
+/// How a WebSocket stream is run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A peer silent this long is pinged; one that stays silent until the next tick is
+    /// dropped. (A peer that reads nothing is ended by its socket's stall deadline, as on
+    /// every transport.)
+    pub ping: Duration,
+    /// Cancelled when the server shuts down: the stream closes with 1001 at once.
+    pub shutdown: CancellationToken,
+}
+
+/// Streams `chunks` over the connection `upgrade` hands over once the `101` is written.
+/// If the client left first, the stream ends there, counted as gone.
+pub async fn serve(upgrade: OnUpgrade, chunks: Chunks, options: Options) {
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => {
+            tracing::debug!(%err, "upgrade failed");
+            return;
+        }
+    };
+    let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config())).await;
+    run(socket, chunks, options).await;
+}
+
+/// Streams `chunks` over a WebSocket until the end, a `stop`, the peer leaving or breaking
+/// the protocol, or server shutdown; then closes it with the right code.
+///
+/// The stream is counted and dropped (and the generator with it) as soon as it ends, before
+/// the closing handshake, so the metrics never wait on a slow peer.
+pub async fn run<S: Socket>(socket: S, mut chunks: Chunks, options: Options) -> Outcome {
+    let mut conn = Conn::new(socket, options.ping, options.shutdown);
+    let ending = conn.stream(&mut chunks).await;
+    if let Some(outcome) = ending.outcome() {
+        chunks.end(outcome);
+    }
+    let outcome = chunks.close();
+    conn.close(ending).await;
+    outcome
+}
