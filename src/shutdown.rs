@@ -11,7 +11,7 @@ use std::{future::Future, time::Duration};
 
 use tokio_util::{
     sync::{CancellationToken, WaitForCancellationFuture},
-    task::{TaskTracker, task_tracker::TrackedFuture},
+    task::TaskTracker,
 };
 
 /// The server's shutdown: cheap to clone, every clone the same.
@@ -37,12 +37,7 @@ impl Shutdown {
         &self.token
     }
 
-    /// `task`, tracked: [`Shutdown::finish`] waits for it.
-    pub fn track<F: Future>(&self, task: F) -> TrackedFuture<F> {
-        self.tasks.track_future(task)
-    }
-
-    /// Spawns `task`, tracked.
+    /// Spawns `task`, tracked: [`Shutdown::finish`] waits for it.
     pub fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,

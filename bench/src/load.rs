@@ -499,9 +499,8 @@ pub async fn held(
     held.listen_overflows = listen_overflows().saturating_sub(overflows_before);
     tokio::time::sleep(hold).await;
     held.rss_held_kib = rss().unwrap_or(0);
-    // Events that arrive after this, while 19 000 connections close on both sides, are
-    // not the held state's: they are left out (they had made the p99 lag at the fd limit
-    // 110-270 ms whenever the first streams' 15-s events fell into the teardown).
+    // Events that arrive after this, while every connection closes on both sides, are not
+    // the held state's: they are left out (BENCHMARKS.md, "19 000 held SSE streams").
     let hold_end = Instant::now();
     let _ = stop_tx.send(true);
     while let Some(result) = tasks.join_next().await {

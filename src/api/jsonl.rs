@@ -3,49 +3,19 @@
 use poem::{Request, web::Data};
 use poem_openapi::{
     OpenApi,
-    payload::Payload,
     registry::{MetaSchema, MetaSchemaRef, Registry},
     types::Type,
 };
 
-use super::{ChunkSchema, State, StreamError, StreamQuery, Streamed, Tag, streamed::Media};
+use super::{
+    ChunkSchema, State, StreamError, StreamQuery, Streamed, Tag,
+    streamed::{Media, described},
+};
 use crate::{streams::Transport, transport::jsonl::JsonLines};
 
-/// The JSON Lines transport.
+/// The JSON Lines transport: its operation, and what its body holds.
 #[derive(Default)]
 pub struct JsonlApi;
-
-/// `application/jsonl`: one Chunk as JSON per line, written as they are made.
-pub enum JsonlChunks {}
-
-impl Payload for JsonlChunks {
-    const CONTENT_TYPE: &'static str = "application/jsonl";
-
-    fn schema_ref() -> MetaSchemaRef {
-        // Like OpenAPI 3.2's `itemSchema` for sequential media types: the schema of a line.
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            description: Some(
-                "One line per chunk: the Chunk as JSON (see the `Chunk` schema), then a line \
-                 feed. Chunked transfer; each line is written as it is made.",
-            ),
-            items: Some(Box::new(ChunkSchema::schema_ref())),
-            example: Some(
-                "{\"index\":0,\"text\":\"Data Chunk 0\"}\n{\"index\":1,\"text\":\"Data Chunk 1\"}\n"
-                    .into(),
-            ),
-            ..MetaSchema::new_with_format("array", "jsonl")
-        }))
-    }
-
-    fn register(registry: &mut Registry) {
-        ChunkSchema::register(registry);
-    }
-}
-
-impl Media for JsonlChunks {
-    const DESCRIPTION: &'static str =
-        "The chunks `start .. count`, one JSON object per line, written as they are made.";
-}
 
 #[OpenApi]
 impl JsonlApi {
@@ -60,7 +30,31 @@ impl JsonlApi {
         state: Data<&State>,
         query: StreamQuery,
         req: &Request,
-    ) -> Result<Streamed<JsonlChunks>, StreamError> {
+    ) -> Result<Streamed<Self>, StreamError> {
         state.stream(Transport::Jsonl, query, req, JsonLines::default())
+    }
+}
+
+/// The body: one Chunk as JSON per line, written as they are made.
+impl Media for JsonlApi {
+    const CONTENT_TYPE: &'static str = "application/jsonl";
+    const DESCRIPTION: &'static str =
+        "The chunks `start .. count`, one JSON object per line, written as they are made.";
+
+    fn schema() -> MetaSchemaRef {
+        // Like OpenAPI 3.2's `itemSchema` for sequential media types: the schema of a line.
+        let lines = MetaSchema {
+            items: Some(Box::new(ChunkSchema::schema_ref())),
+            ..MetaSchema::new_with_format("array", "jsonl")
+        };
+        let description = "One line per chunk: the Chunk as JSON (see the `Chunk` schema), then \
+                           a line feed. Chunked transfer; each line is written as it is made.";
+        let example =
+            "{\"index\":0,\"text\":\"Data Chunk 0\"}\n{\"index\":1,\"text\":\"Data Chunk 1\"}\n";
+        described(lines, description, example)
+    }
+
+    fn register(registry: &mut Registry) {
+        ChunkSchema::register(registry);
     }
 }

@@ -4,20 +4,16 @@ use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Union,
     param::Header,
-    payload::Payload,
     registry::{MetaSchemaRef, Registry},
     types::Type,
 };
 
-use super::{ChunkSchema, State, StreamError, StreamQuery, Streamed, Tag};
+use super::{ChunkSchema, State, StreamError, StreamQuery, Streamed, Tag, streamed::Media};
 use crate::{streams::Transport, transport::sse::SseEvents};
 
-/// The SSE transport.
+/// The SSE transport: its operation, and what its body holds.
 #[derive(Default)]
 pub struct SseApi;
-
-/// `text/event-stream`: one `chunk` event per Chunk, then an `end` event.
-pub enum EventChunks {}
 
 /// The name of a chunk event.
 #[derive(Enum)]
@@ -70,26 +66,13 @@ enum StreamEvent {
     End(EndEvent),
 }
 
-impl Payload for EventChunks {
-    const CONTENT_TYPE: &'static str = "text/event-stream";
-
-    fn schema_ref() -> MetaSchemaRef {
-        StreamEvent::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        StreamEvent::register(registry);
-        ChunkSchema::register(registry);
-    }
-}
-
 /// An event stream, or nothing left to resume.
 #[derive(ApiResponse)]
 pub enum SseResponse {
     /// The events: `retry`, one `chunk` event per chunk (its `id` is the chunk's index),
     /// then an `end` event with the stream's `count`.
     #[oai(status = 200)]
-    Ok(Streamed<EventChunks>),
+    Ok(Streamed<SseApi>),
     /// `Last-Event-ID` was the last chunk of the stream (or past it): nothing is left to
     /// send. This status is what tells an `EventSource` to stop reconnecting.
     #[oai(status = 204)]
@@ -149,6 +132,22 @@ impl SseApi {
         let events = SseEvents::new(config.sse_retry_ms, config.sse_keep_alive());
         let body = state.body(Transport::Sse, params, req, events)?;
         Ok(SseResponse::Ok(Streamed::new(body)))
+    }
+}
+
+/// The body: one `chunk` event per Chunk, then an `end` event.
+impl Media for SseApi {
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+    const DESCRIPTION: &'static str = "The events: `retry`, one `chunk` event per chunk (its \
+        `id` is the chunk's index), then an `end` event with the stream's `count`.";
+
+    fn schema() -> MetaSchemaRef {
+        StreamEvent::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        StreamEvent::register(registry);
+        ChunkSchema::register(registry);
     }
 }
 

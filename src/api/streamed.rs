@@ -10,14 +10,33 @@ use poem::{
 use poem_openapi::{
     ApiResponse, Object,
     payload::Payload,
-    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
+    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry},
     types::Example,
 };
 
 /// A streamed media type: what the spec says of a stream operation's `200` and its body.
-pub trait Media: Payload {
+pub trait Media {
+    /// The body's `Content-Type`.
+    const CONTENT_TYPE: &'static str;
     /// The `200` response's description.
     const DESCRIPTION: &'static str;
+    /// The body's schema.
+    fn schema() -> MetaSchemaRef;
+    /// Registers the schemas [`Media::schema`] refers to.
+    fn register(_registry: &mut Registry) {}
+}
+
+/// `schema` with its `description` and an `example` of the body.
+pub fn described(
+    schema: MetaSchema,
+    description: &'static str,
+    example: &'static str,
+) -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        description: Some(description),
+        example: Some(example.into()),
+        ..schema
+    }))
 }
 
 /// A stream operation's body, written as the generator makes it. `M` is the media type:
@@ -31,11 +50,11 @@ impl<M> Streamed<M> {
     }
 }
 
-impl<M: Payload> Payload for Streamed<M> {
+impl<M: Media> Payload for Streamed<M> {
     const CONTENT_TYPE: &'static str = M::CONTENT_TYPE;
 
     fn schema_ref() -> MetaSchemaRef {
-        M::schema_ref()
+        M::schema()
     }
 
     fn register(registry: &mut Registry) {
@@ -43,7 +62,7 @@ impl<M: Payload> Payload for Streamed<M> {
     }
 }
 
-impl<M: Payload> IntoResponse for Streamed<M> {
+impl<M: Media> IntoResponse for Streamed<M> {
     /// With the headers every streamed body carries: no caching, and no buffering by
     /// proxies (nginx). Static values: nothing to parse or allocate per stream.
     fn into_response(self) -> Response {
@@ -67,7 +86,7 @@ impl<M: Media> ApiResponse for Streamed<M> {
                 status_range: None,
                 content: vec![MetaMediaType {
                     content_type: M::CONTENT_TYPE,
-                    schema: M::schema_ref(),
+                    schema: M::schema(),
                 }],
                 headers: Vec::new(),
             }],

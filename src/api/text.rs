@@ -3,39 +3,18 @@
 use poem::{Request, web::Data};
 use poem_openapi::{
     OpenApi,
-    payload::Payload,
     registry::{MetaSchema, MetaSchemaRef},
 };
 
-use super::{State, StreamError, StreamQuery, Streamed, Tag, streamed::Media};
+use super::{
+    State, StreamError, StreamQuery, Streamed, Tag,
+    streamed::{Media, described},
+};
 use crate::{streams::Transport, transport::text::TextLines};
 
-/// The text transport.
+/// The text transport: its operation, and what its body holds.
 #[derive(Default)]
 pub struct TextApi;
-
-/// `text/plain` lines, one per chunk, written as they are made.
-pub enum TextChunks {}
-
-impl Payload for TextChunks {
-    const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            description: Some(
-                "One line per chunk, `Data Chunk {index}` and a line feed: the `text` of each \
-                 Chunk, in order. Chunked transfer; each line is written as it is made.",
-            ),
-            example: Some("Data Chunk 0\nData Chunk 1\nData Chunk 2\n".into()),
-            ..MetaSchema::new("string")
-        }))
-    }
-}
-
-impl Media for TextChunks {
-    const DESCRIPTION: &'static str =
-        "The chunks `start .. count`, one line each, written as they are made.";
-}
 
 #[OpenApi]
 impl TextApi {
@@ -49,7 +28,24 @@ impl TextApi {
         state: Data<&State>,
         query: StreamQuery,
         req: &Request,
-    ) -> Result<Streamed<TextChunks>, StreamError> {
+    ) -> Result<Streamed<Self>, StreamError> {
         state.stream(Transport::Text, query, req, TextLines::default())
+    }
+}
+
+/// The body: `text/plain` lines, one per chunk, written as they are made.
+impl Media for TextApi {
+    const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
+    const DESCRIPTION: &'static str =
+        "The chunks `start .. count`, one line each, written as they are made.";
+
+    fn schema() -> MetaSchemaRef {
+        let lines = "One line per chunk, `Data Chunk {index}` and a line feed: the `text` of \
+                     each Chunk, in order. Chunked transfer; each line is written as it is made.";
+        described(
+            MetaSchema::new("string"),
+            lines,
+            "Data Chunk 0\nData Chunk 1\nData Chunk 2\n",
+        )
     }
 }

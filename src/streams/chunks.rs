@@ -29,13 +29,25 @@ use tracing::{Level, Span};
 
 use super::{
     kind::{Outcome, Transport},
-    limits::{Recipient, Room},
+    limits::Room,
     metrics::Metrics,
 };
 use crate::{
+    client::ClientKey,
     connection::Activity,
     generator::{self, ChunkRange, StreamParams},
 };
+
+/// Who a stream is for, and where it is written: what opening one needs of a request.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// The key the client's fair share is counted by.
+    pub key: ClientKey,
+    /// The peer's address, for the log.
+    pub peer: Peer,
+    /// The connection the stream is written to, which tells it if the client stalled.
+    pub connection: Option<Arc<Activity>>,
+}
 
 /// What a transport gets from its stream next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,10 +282,7 @@ mod tests {
     use poem::{Addr, web::RemoteAddr};
 
     use super::*;
-    use crate::{
-        client::ClientKey,
-        streams::{Limits, Streams},
-    };
+    use crate::streams::{Limits, Streams};
 
     /// A stream of `count` chunks `interval_ms` apart, the metrics it is counted in, and the
     /// connection it is written to.

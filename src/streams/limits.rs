@@ -1,5 +1,5 @@
-//! The room for streams: the server-wide limit, each client's fair share, and [`Streams`],
-//! which opens a stream only when both have room.
+//! The room for streams: the server-wide limit and each client's fair share. A stream holds
+//! a [`Room`] from both until it ends.
 
 use std::{
     collections::HashMap,
@@ -8,12 +8,7 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{
-    chunks::{Chunks, Peer},
-    kind::{Outcome, Transport},
-    metrics::Metrics,
-};
-use crate::{client::ClientKey, connection::Activity, generator::StreamParams, shutdown::Shutdown};
+use crate::client::ClientKey;
 
 /// Why a stream was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -44,85 +39,45 @@ pub struct Limits {
     pub per_client: usize,
 }
 
-/// The server's streams: the room left under the limits, the shutdown every stream watches,
-/// and the metrics every stream is counted in. Cloning shares them.
+/// The room left under the limits: a permit per open stream, and each client's count.
 #[derive(Clone)]
-pub struct Streams {
+pub struct Rooms {
     permits: Arc<Semaphore>,
     limits: Limits,
     per_client: Arc<PerClient>,
-    shutdown: Shutdown,
-    metrics: Metrics,
 }
 
-/// Who a stream is for, and where it is written: what [`Streams::open`] needs of a request.
-#[derive(Debug, Clone)]
-pub struct Recipient {
-    /// The key the client's fair share is counted by.
-    pub key: ClientKey,
-    /// The peer's address, for the log.
-    pub peer: Peer,
-    /// The connection the stream is written to, which tells it if the client stalled.
-    pub connection: Option<Arc<Activity>>,
-}
-
-impl Streams {
-    /// Room for the streams `limits` allow, until `shutdown`.
-    pub fn new(limits: Limits, shutdown: Shutdown, metrics: Metrics) -> Self {
+impl Rooms {
+    /// Room for the streams `limits` allow.
+    pub fn new(limits: Limits) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limits.streams)),
             limits,
             per_client: Arc::default(),
-            shutdown,
-            metrics,
         }
     }
 
-    /// Opens a `transport` stream of `params` for `client`: the generator's chunks, counted
-    /// from here to whatever end they meet. Refused (and counted as `rejected`) when the
-    /// client's share or the server's limit is taken.
-    pub fn open(
-        &self,
-        transport: Transport,
-        params: StreamParams,
-        to: Recipient,
-    ) -> Result<Chunks, Refusal> {
-        let refuse = |refusal: Refusal| {
-            self.metrics
-                .transport(transport)
-                .ended(Outcome::Rejected)
-                .increment(1);
-            let peer = to.peer;
-            tracing::warn!(transport = transport.as_str(), %peer, %refusal, "stream rejected");
-            refusal
-        };
+    /// A room for one more stream of the client `key`, or why there is none.
+    pub fn take(&self, key: ClientKey) -> Result<Room, Refusal> {
         let slot = match self.limits.per_client {
             0 => None,
             limit => Some(
-                ClientSlot::take(&self.per_client, to.key, limit)
-                    .ok_or_else(|| refuse(Refusal::FairShare { limit }))?,
+                ClientSlot::take(&self.per_client, key, limit)
+                    .ok_or(Refusal::FairShare { limit })?,
             ),
         };
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            return Err(refuse(Refusal::Busy {
+            return Err(Refusal::Busy {
                 limit: self.limits.streams,
-            }));
+            });
         };
-        Ok(Chunks::open(
-            transport,
-            params,
-            self.shutdown.token().clone(),
-            self.metrics.clone(),
-            Room {
-                _permit: permit,
-                _slot: slot,
-            },
-            to,
-        ))
+        Ok(Room {
+            _permit: permit,
+            _slot: slot,
+        })
     }
 
-    /// What [`Streams::open`] would refuse now for `key`, without opening or counting
-    /// anything (a HEAD request's answer).
+    /// What [`Rooms::take`] would refuse now for `key`, taking nothing.
     pub fn check(&self, key: ClientKey) -> Result<(), Refusal> {
         let limit = self.limits.per_client;
         if limit > 0
@@ -140,16 +95,6 @@ impl Streams {
             });
         }
         Ok(())
-    }
-
-    /// The server's shutdown: every generator and WebSocket loop watches it.
-    pub fn shutdown(&self) -> &Shutdown {
-        &self.shutdown
-    }
-
-    /// The server's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 }
 
