@@ -368,7 +368,8 @@ async fn sse_resumes_across_a_server_restart_in_the_browser() {
         network_log: true,
         ..Options::default()
     };
-    with_browser_at(&base, "sse-restart", options, async move |b| {
+    // Every check is inside: nothing to skip besides when the browser is missing.
+    let _ran = with_browser_at(&base, "sse-restart", options, async move |b| {
         b.open_page().await;
         b.choose("sse", count, 100).await;
         b.click("#start").await;

@@ -303,7 +303,8 @@ fn start_chromedriver(port: u16) -> Driver {
 /// Without Chromium or chromedriver, `test` is skipped saying why, or, when `CI` is set, the
 /// test fails (see `helpers::needs`).
 pub async fn with_browser(app: &TestApp, name: &str, test: impl AsyncFnOnce(&Browser)) {
-    with_browser_at(&app.url("/"), name, Options::default(), test).await;
+    // Every check of such a test is inside `test`: nothing to skip besides.
+    let _ran = with_browser_at(&app.url("/"), name, Options::default(), test).await;
 }
 
 /// How [`with_browser_at`] starts Chromium, besides what every test needs.
@@ -316,15 +317,18 @@ pub struct Options {
 }
 
 /// [`with_browser`] on the page at `base`, which may outlive any one server (a restart on
-/// the same address) or be no `TestApp`'s at all (a proxy's), with `options`.
+/// the same address) or be no `TestApp`'s at all (a proxy's), with `options`. Returns
+/// whether the browser ran: a test that checks afterwards what the browser did must skip
+/// those checks too when it did not.
+#[must_use = "checks of what the browser did must be skipped when it did not run"]
 pub async fn with_browser_at(
     base: &str,
     name: &str,
     options: Options,
     test: impl AsyncFnOnce(&Browser),
-) {
+) -> bool {
     if !needs("Chromium with chromedriver", browser_installed()) {
-        return;
+        return false;
     }
     let _one = ONE_BROWSER.lock().await;
     let port = free_port();
@@ -404,6 +408,7 @@ pub async fn with_browser_at(
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+    true
 }
 
 impl Browser {
