@@ -3,8 +3,8 @@
 use std::{future::Future, io, net::SocketAddr};
 
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
-    endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
+    endpoint::{BoxEndpoint, EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
     error::MethodNotAllowedError,
     http::{HeaderValue, Method, StatusCode, Version, header},
     web::Json,
@@ -26,11 +26,8 @@ struct Assets;
 
 /// Every route of the server over `state`, with every error answered as JSON.
 pub fn routes(state: State) -> impl Endpoint + 'static {
-    let api = api::service();
+    let docs = api::service().swagger_ui();
     let document = api::document();
-    let docs = api.swagger_ui();
-    let api_paths = api::paths();
-    let api = api.into_endpoint().data(state);
     let rest = Route::new()
         .at("/", Get(EmbeddedFileEndpoint::<Assets>::new("index.html")))
         .nest("/static", Get(EmbeddedFilesEndpoint::<Assets>::new()))
@@ -44,33 +41,37 @@ pub fn routes(state: State) -> impl Endpoint + 'static {
         )
         .nest("/docs", Get(docs));
     Split {
-        api_paths,
-        api,
+        operations: api::operations(),
+        state,
         rest,
     }
     .around(json_errors)
 }
 
-/// The API's operations go straight to the OpenAPI service, which routes them itself; any
-/// other path goes to `rest`. (Mounted inside the outer `Route` instead, each stream request
-/// would pass two routers and two more boxed futures: a measurable part of a short stream's
-/// work; BENCHMARKS.md, "History by commit".)
-struct Split<A, R> {
-    api_paths: Vec<String>,
-    api: A,
+/// The API's operations, each a GET at an exact path, go straight to their endpoint with
+/// the [`State`] they read; any other path goes to `rest`. (Through the OpenAPI service's
+/// own endpoint, each stream request would pass a router, a method router and a query
+/// parser, and through an outer `Route` a router more: a measurable part of a short
+/// stream's work; BENCHMARKS.md, "What each change bought".)
+struct Split<R> {
+    operations: Vec<(String, BoxEndpoint<'static>)>,
+    state: State,
     rest: R,
 }
 
-impl<A: Endpoint, R: Endpoint> Endpoint for Split<A, R> {
+impl<R: Endpoint> Endpoint for Split<R> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Response> {
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let path = req.uri().path();
-        if self.api_paths.iter().any(|api_path| api_path == path) {
-            self.api.call(req).await.map(IntoResponse::into_response)
-        } else {
-            self.rest.call(req).await.map(IntoResponse::into_response)
+        let Some((_, operation)) = self.operations.iter().find(|(at, _)| at == path) else {
+            return self.rest.call(req).await.map(IntoResponse::into_response);
+        };
+        if req.method() != Method::GET {
+            return Err(MethodNotAllowedError.into());
         }
+        req.extensions_mut().insert(self.state.clone());
+        operation.call(req).await
     }
 }
 

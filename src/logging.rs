@@ -1,17 +1,29 @@
 //! Log output: tracing-subscriber's `fmt` lines, filtered by `RUST_LOG` (default `info`),
 //! written to stderr in batches: at `info` every stream ends with a line, and a `write` per
-//! line cost more CPU than formatting it (BENCHMARKS.md, "Logging").
+//! line cost more CPU than formatting it. Two parts of the line are written here rather than
+//! by the library, in the library's very format, because they were most of a short
+//! request's logging cost: the fields ([`Fields`]) and the time ([`Timestamps`])
+//! (BENCHMARKS.md, "Logging"). Tests compare both with the library's output.
 
 use std::{
-    env,
+    cell::RefCell,
+    env, fmt,
     io::{self, BufWriter, IsTerminal, Write},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     thread::{self, Thread},
     time::Duration,
 };
 
-use tracing::{Level, Metadata, Subscriber};
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter, util::SubscriberInitExt};
+use tracing::{
+    Level, Metadata, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_subscriber::{
+    EnvFilter,
+    field::{MakeVisitor, VisitFmt, VisitOutput},
+    fmt::{MakeWriter, format::Writer, time::FormatTime},
+    util::SubscriberInitExt,
+};
 
 /// The longest an `info` line waits in memory before it is written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -35,10 +47,186 @@ where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt()
+        .fmt_fields(Fields)
+        .with_timer(Timestamps)
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(ansi)
         .finish()
+}
+
+/// How a line's fields are written: as tracing-subscriber's default writes them without
+/// colours (`name=value`, each after a space, strings quoted and escaped, the message bare),
+/// numbers with `itoa` instead of `core::fmt`. Every stream ends with a line of eight fields,
+/// most of them numbers, and the default field writer cost more than the rest of a short
+/// request's logging (BENCHMARKS.md, "Logging"). Field names are not set in italics on a
+/// terminal.
+struct Fields;
+
+impl<'w> MakeVisitor<Writer<'w>> for Fields {
+    type Visitor = FieldWriter<'w>;
+
+    fn make_visitor(&self, writer: Writer<'w>) -> FieldWriter<'w> {
+        FieldWriter {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// Writes one line's fields; see [`Fields`].
+struct FieldWriter<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl FieldWriter<'_> {
+    /// Writes `field`'s value with `write`, after a space and its name (the message has none).
+    fn field(&mut self, field: &Field, write: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let writer = &mut self.writer;
+        self.result = (|| {
+            if !std::mem::take(&mut self.first) {
+                writer.write_char(' ')?;
+            }
+            if field.name() != "message" {
+                writer.write_str(field.name())?;
+                writer.write_char('=')?;
+            }
+            write(writer)
+        })();
+    }
+}
+
+impl Visit for FieldWriter<'_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.field(field, |w| write!(w, "{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            // As tracing-subscriber does: a message's control characters are escaped, so
+            // that no text can drive the terminal that shows the log.
+            self.field(field, |w| {
+                if w.sanitizes_ansi_escapes() {
+                    fmt::Write::write_fmt(&mut Escaping(w), format_args!("{value:?}"))
+                } else {
+                    write!(w, "{value:?}")
+                }
+            });
+        } else {
+            self.field(field, |w| write!(w, "{value:?}"));
+        }
+    }
+}
+
+/// Writes text with the control characters a terminal acts on escaped, as
+/// tracing-subscriber escapes a message.
+struct Escaping<'a, 'w>(&'a mut Writer<'w>);
+
+impl fmt::Write for Escaping<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for ch in text.chars() {
+            match ch {
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => {
+                    write!(self.0, "\\x{:02x}", ch as u32)?;
+                }
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", ch as u32)?,
+                _ => self.0.write_char(ch)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl VisitOutput<fmt::Result> for FieldWriter<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl VisitFmt for FieldWriter<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
+}
+
+/// A line's time, as tracing-subscriber's `SystemTime` writes it
+/// (`2026-12-04T16:19:21.088124Z`), with the date and time of day written once a second per
+/// thread instead of once a line (BENCHMARKS.md, "Logging").
+struct Timestamps;
+
+thread_local! {
+    /// The second last written on this thread, and its text up to the seconds.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+impl FormatTime for Timestamps {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let now = std::time::SystemTime::now();
+        let Ok(since_epoch) = now.duration_since(std::time::UNIX_EPOCH) else {
+            return tracing_subscriber::fmt::time::SystemTime.format_time(w);
+        };
+        SECOND.with_borrow_mut(|(second, text)| {
+            if *second != since_epoch.as_secs() {
+                *second = since_epoch.as_secs();
+                text.clear();
+                write_second(*second, text)?;
+            }
+            w.write_str(text)?;
+            let micros = since_epoch.subsec_micros() + 1_000_000;
+            // The digits after the leading 1: always six, zeros kept.
+            w.write_char('.')?;
+            w.write_str(&itoa::Buffer::new().format(micros)[1..])?;
+            w.write_char('Z')
+        })
+    }
+}
+
+/// Writes `2026-12-04T16:19:21` for `secs` since the Unix epoch (UTC, proleptic Gregorian:
+/// the days-to-civil conversion of Howard Hinnant's date algorithms).
+fn write_second(secs: u64, out: &mut String) -> fmt::Result {
+    use fmt::Write as _;
+    let days = secs / 86_400;
+    let rest = secs % 86_400;
+    // Days since 0000-03-01, in 400-year eras of 146 097 days.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 /// Writes the waiting lines when dropped.
@@ -203,6 +391,95 @@ mod tests {
         }
         drop(chunks);
         log.text()
+    }
+
+    /// What `fields` make of a set of events of every kind of field, as tracing-subscriber's
+    /// `fmt` writes them without colours or time.
+    fn lines_with<F>(fields: F) -> String
+    where
+        F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+    {
+        let log = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(fields)
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .without_time()
+            .with_max_level(Level::TRACE)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let peer = "socket://127.0.0.1:4242";
+            tracing::info!(
+                transport = "sse",
+                count = 10u64,
+                delta = -3i64,
+                peer = %peer,
+                quoted = "a \"b\"\n\u{1b}[31m",
+                done = true,
+                ratio = 0.5,
+                list = ?[1, 2],
+                "stream ended"
+            );
+            tracing::warn!("only a message: {}", 42);
+            tracing::warn!(
+                "a message that would drive a terminal: {}",
+                "\u{1b}[31m\u{7}\u{85}"
+            );
+            tracing::info!(n = u64::MAX);
+            let span = tracing::debug_span!("stream", transport = "ws", count = 3u64);
+            span.in_scope(|| tracing::debug!(outcome = "stopped", "in a span"));
+        });
+        log.text()
+    }
+
+    #[test]
+    fn fields_are_written_as_tracing_subscribers_default_writes_them() {
+        let ours = lines_with(Fields);
+        let default = lines_with(tracing_subscriber::fmt::format::DefaultFields::new());
+        assert_eq!(ours, default);
+        assert!(ours.contains("count=10 delta=-3"), "{ours}");
+        assert!(ours.contains(r"terminal: \x1b[31m\x07\u{85}"), "{ours}");
+    }
+
+    #[test]
+    fn seconds_are_written_as_the_calendar_has_them() {
+        let cases = [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_399, "2000-02-28T23:59:59"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_709_164_800, "2024-02-29T00:00:00"),
+            (1_796_395_161, "2026-12-04T14:39:21"),
+            (4_102_444_799, "2099-12-31T23:59:59"),
+            (4_107_542_400, "2100-03-01T00:00:00"),
+            (253_402_300_799, "9999-12-31T23:59:59"),
+        ];
+        for (secs, expected) in cases {
+            let mut text = String::new();
+            write_second(secs, &mut text).expect("written");
+            assert_eq!(text, expected, "{secs}");
+        }
+    }
+
+    #[test]
+    fn timestamps_read_as_tracing_subscribers_do() {
+        let write = |timer: &dyn FormatTime| {
+            let mut text = String::new();
+            timer
+                .format_time(&mut Writer::new(&mut text))
+                .expect("written");
+            text
+        };
+        // Both read the clock: they agree to the second unless one crosses it, so try again.
+        let (ours, theirs) = (0..10)
+            .map(|_| {
+                let ours = write(&Timestamps);
+                (ours, write(&tracing_subscriber::fmt::time::SystemTime))
+            })
+            .find(|(ours, theirs)| ours[..19] == theirs[..19])
+            .expect("the same second within ten tries");
+        assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
+        assert!(ours.ends_with('Z') && ours.as_bytes()[19] == b'.', "{ours}");
+        assert!(ours[20..26].bytes().all(|b| b.is_ascii_digit()), "{ours}");
     }
 
     #[tokio::test(start_paused = true)]

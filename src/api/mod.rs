@@ -16,6 +16,9 @@ mod streamed;
 mod text;
 mod ws;
 
+use std::collections::HashMap;
+
+use poem::{endpoint::BoxEndpoint, http::Method};
 use poem_openapi::{OpenApi, OpenApiService, Tags};
 
 pub use self::{
@@ -45,13 +48,23 @@ type Apis = (
 /// The service: every operation, ready to nest under `/`.
 pub type Service = OpenApiService<Apis, ()>;
 
-/// The paths of the API's operations, from its own metadata. They are exact: no operation
-/// has a path parameter (a test checks it).
-pub fn paths() -> Vec<String> {
-    <Apis as OpenApi>::meta()
+/// Every operation's endpoint, by its path: each a GET at an exact path (no operation has a
+/// path parameter), reading the [`State`] from the request's data.
+///
+/// They are taken from the service's own route table, so that the app can call them
+/// directly: poem-openapi's endpoint would route each request again, and parse its query
+/// string for `Query` parameters, which no operation here has (the stream parameters are
+/// [`StreamQuery`]); tests check both.
+pub fn operations() -> Vec<(String, BoxEndpoint<'static>)> {
+    let mut table = HashMap::new();
+    Apis::default().add_routes(&mut table);
+    table
         .into_iter()
-        .flat_map(|api| api.paths)
-        .map(|path| path.path)
+        .map(|(path, mut methods)| {
+            let get = methods.remove(&Method::GET);
+            assert!(methods.is_empty(), "{path}: every operation is a GET");
+            (path, get.expect("every operation is a GET"))
+        })
         .collect()
 }
 
@@ -70,15 +83,48 @@ pub fn document() -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
+    fn spec() -> Value {
+        serde_json::from_str(&super::document()).expect("the spec is JSON")
+    }
+
     #[test]
-    fn paths_are_the_specs_exact_paths() {
-        let spec: serde_json::Value =
-            serde_json::from_str(&super::document()).expect("the spec is JSON");
-        let mut in_spec: Vec<&String> = spec["paths"].as_object().expect("paths").keys().collect();
-        let mut paths = super::paths();
-        paths.sort();
+    fn the_operations_are_the_specs_gets_at_exact_paths() {
+        let spec = spec();
+        let paths = spec["paths"].as_object().expect("paths");
+        let mut in_spec: Vec<&String> = paths.keys().collect();
+        let operations = super::operations();
+        let mut routed: Vec<&String> = operations.iter().map(|(path, _)| path).collect();
+        routed.sort();
         in_spec.sort();
-        assert_eq!(paths.iter().collect::<Vec<_>>(), in_spec);
-        assert!(paths.iter().all(|path| !path.contains('{')), "{paths:?}");
+        assert_eq!(routed, in_spec);
+        for (path, item) in paths {
+            assert!(!path.contains('{'), "{path} has a path parameter");
+            let methods: Vec<&String> = item.as_object().expect("a path item").keys().collect();
+            assert_eq!(methods, ["get"], "{path}");
+        }
+    }
+
+    #[test]
+    fn no_operation_has_a_query_parameter_but_the_stream_parameters() {
+        // poem-openapi's `Query` needs its own endpoint's query parser, which the app's
+        // direct routing leaves out: every query parameter must be one of StreamQuery's.
+        let spec = spec();
+        for (path, item) in spec["paths"].as_object().expect("paths") {
+            let params = item["get"]["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let query: Vec<&str> = params
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            assert!(
+                query.is_empty() || query == ["count", "interval_ms", "start"],
+                "{path}: {query:?}"
+            );
+        }
     }
 }
