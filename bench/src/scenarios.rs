@@ -95,6 +95,10 @@ pub struct Bench {
     pub report: Report,
 }
 
+/// How long the stalled scenario waits for the server to hand memory back once its
+/// clients are gone.
+const HAND_BACK_WITHIN: Duration = Duration::from_secs(20);
+
 /// The scenario names `--only` accepts, in the order `all` runs them.
 pub const NAMES: [&str; 11] = [
     "text-10m",
@@ -589,6 +593,39 @@ impl Bench {
                 "≤ 128 KiB RSS per stream",
                 Status::check(per_stream <= 128.0),
             );
+            // Then the clients go: an idle server should hand the memory back by itself.
+            drop(conns);
+            let cut = std::time::Instant::now();
+            let mut back_after = None;
+            while cut.elapsed() < HAND_BACK_WITHIN {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if server
+                    .rss_kib()
+                    .is_some_and(|now| now * 10 <= rss_before * 11)
+                {
+                    back_after = Some(cut.elapsed());
+                    break;
+                }
+            }
+            let rss_after = server.rss_kib().unwrap_or(rss);
+            let back = back_after.map_or_else(
+                || format!("not within {} s", HAND_BACK_WITHIN.as_secs()),
+                |after| format!("{:.1} s", after.as_secs_f64()),
+            );
+            println!(
+                "  {}: RSS within 10% of before the streams {back} after they were cut",
+                route.path()
+            );
+            self.report.row(
+                format!(
+                    "memory handed back once {n} `{}` streams are cut",
+                    route.path()
+                ),
+                format!("RSS within 10% of before the streams: {back}"),
+                format!("RSS {rss} → {rss_after} KiB"),
+                "≤ 10 s",
+                Status::check(back_after.is_some_and(|after| after <= Duration::from_secs(10))),
+            );
             raw.insert(
                 route.path().to_owned(),
                 serde_json::json!({
@@ -597,9 +634,10 @@ impl Bench {
                     "rss_kib": rss,
                     "kernel_before_kib": kernel_before,
                     "kernel_kib": kernel,
+                    "rss_after_cut_kib": rss_after,
+                    "handed_back_secs": back_after.map(|after| after.as_secs_f64()),
                 }),
             );
-            drop(conns);
         }
         self.report.raw("stalled", &raw);
         Ok(())
