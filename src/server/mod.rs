@@ -48,8 +48,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// queued for writing (hyper asks the body for another frame only below it, and writes what
 /// it holds in one `writev`). hyper's default is what every client that stops reading would
 /// pin down; less means more, smaller writes for a fast one (BENCHMARKS.md, "Stalled
-/// clients" has the balance). It also caps a request head: a larger one gets 431.
+/// clients" has the balance).
 const MAX_BUF_SIZE: usize = 80 * 1024;
+
+/// The largest request head (request line, headers and the blank line) served: a larger
+/// one gets 431, however TCP splits it. (hyper's buffer limit alone is checked only before
+/// each read, so a head that arrives in one burst could pass it by up to one read.)
+pub const MAX_HEAD_SIZE: usize = MAX_BUF_SIZE;
 
 /// The most bytes the kernel holds unsent for a connection (`TCP_NOTSENT_LOWAT`; what is in
 /// flight is still governed by TCP's windows). Without it a socket's send buffer grows to
@@ -120,6 +125,7 @@ async fn connection<E>(
         service_fn(move |req| serve_request(req, ep.clone(), activity.clone(), local, peer));
     let conn = http1::Builder::new()
         .max_buf_size(MAX_BUF_SIZE)
+        .max_header_size(MAX_HEAD_SIZE)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);

@@ -338,6 +338,67 @@ async fn oversized_request_heads_are_refused_and_the_server_goes_on() {
 }
 
 #[tokio::test]
+async fn the_head_limit_is_exact_however_tcp_splits_the_head() {
+    use chunkstream::server::MAX_HEAD_SIZE;
+
+    /// A request head of exactly `size` bytes.
+    fn head(size: usize) -> String {
+        let fixed = "GET /healthz HTTP/1.1\r\nHost: test\r\nX-Pad: \r\n\r\n".len();
+        let pad = "a".repeat(size - fixed);
+        format!("GET /healthz HTTP/1.1\r\nHost: test\r\nX-Pad: {pad}\r\n\r\n")
+    }
+    let app = spawn_app().await;
+    // (case, head size, pieces it is written in, status)
+    for (case, size, piece, status) in [
+        (
+            "at the limit, one write",
+            MAX_HEAD_SIZE,
+            MAX_HEAD_SIZE,
+            "200",
+        ),
+        ("at the limit, in 4 KiB pieces", MAX_HEAD_SIZE, 4096, "200"),
+        (
+            "one byte over, one write",
+            MAX_HEAD_SIZE + 1,
+            MAX_HEAD_SIZE + 1,
+            "431",
+        ),
+        (
+            "one byte over, in 4 KiB pieces",
+            MAX_HEAD_SIZE + 1,
+            4096,
+            "431",
+        ),
+        (
+            "20 KiB over, one write",
+            MAX_HEAD_SIZE + 20 * 1024,
+            usize::MAX,
+            "431",
+        ),
+    ] {
+        let (mut reader, mut writer) = raw(&app).await.into_split();
+        let head = head(size);
+        assert_eq!(head.len(), size, "{case}");
+        let writing = tokio::spawn(async move {
+            for piece in head.as_bytes().chunks(piece) {
+                writer.write_all(piece).await?;
+                writer.flush().await?;
+                tokio::task::yield_now().await;
+            }
+            // Half-close: the server answers, then sees the end.
+            writer.shutdown().await
+        });
+        let answer = read_until_closed(&mut reader, Duration::from_secs(5)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{case}: {answer:?}"
+        );
+        let _ = writing.await;
+    }
+}
+
+#[tokio::test]
 async fn out_of_file_descriptors_silent_connections_time_out_and_others_are_served() {
     use crate::helpers::Binary;
 
