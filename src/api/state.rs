@@ -32,9 +32,9 @@ pub struct HeadRequest;
 /// What the operations share: the open streams and the configuration. Cloning is one
 /// reference count (poem-openapi clones an operation's API value for each request).
 #[derive(Clone)]
-pub struct State(Arc<Shared>);
+pub struct State(Arc<Parts>);
 
-struct Shared {
+struct Parts {
     streams: Streams,
     config: Config,
     proxies: TrustedProxies,
@@ -47,7 +47,7 @@ impl State {
             streams: config.max_streams,
             per_client: config.max_streams_per_client,
         };
-        Self(Arc::new(Shared {
+        Self(Arc::new(Parts {
             streams: Streams::new(limits, Shutdown::default(), Default::default()),
             proxies: TrustedProxies::new(config.trusted_proxies.iter().copied()),
             config,

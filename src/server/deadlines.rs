@@ -12,7 +12,7 @@
 //!   stall timeout. Progress of any size resets it, so a slow steady reader never stalls.
 //!
 //! A deadline that passes fails the socket's read or write with an error, and hyper closes
-//! the connection (dropping a streaming body, whose guard then counts the stream). The stall
+//! the connection (dropping a streaming body, whose stream then counts itself). The stall
 //! rule has to live here: hyper polls a response body only when the socket can take more
 //! bytes, so a body never learns that its client stopped reading. One timer serves all three
 //! rules, armed only while a deadline applies: an open stream whose client keeps reading has
