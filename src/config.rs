@@ -109,6 +109,20 @@ pub struct Config {
     #[arg(long, env = "CHUNKSTREAM_STALL_TIMEOUT_SECS", default_value_t = DEFAULT_STALL_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub stall_timeout_secs: u64,
+
+    /// Compress streams for clients that ask (`Accept-Encoding`, the WebSocket's
+    /// `permessage-deflate`), flushed with every write: `on` or `off` (identity always).
+    #[arg(long, env = "CHUNKSTREAM_COMPRESSION", default_value = "on")]
+    pub compression: Compression,
+}
+
+/// Whether streams are compressed for clients that ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Compressed in the encoding the client prefers among those offered.
+    On,
+    /// Never compressed.
+    Off,
 }
 
 impl Default for Config {
@@ -126,6 +140,7 @@ impl Default for Config {
             header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             stall_timeout_secs: DEFAULT_STALL_TIMEOUT_SECS,
+            compression: Compression::On,
         }
     }
 }
@@ -222,6 +237,13 @@ mod tests {
             (10, 60, 60)
         );
         assert_eq!(c.timeouts(), d.timeouts());
+        assert_eq!(
+            (c.compression, d.compression),
+            (Compression::On, Compression::On)
+        );
+        let off = parse(&["--compression", "off"]).expect("off parses").config;
+        assert_eq!(off.compression, Compression::Off);
+        assert!(parse(&["--compression", "maybe"]).is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Level, Span};
 
 use super::{
-    kind::{Outcome, Transport},
+    kind::{Encoding, Outcome, Transport},
     limits::Room,
     metrics::Metrics,
 };
@@ -78,6 +78,7 @@ pub struct Chunks {
 /// What is counted of a stream, and given back when it ends.
 struct Account {
     transport: Transport,
+    encoding: Encoding,
     metrics: Metrics,
     sent: u64,
     opened: Instant,
@@ -118,6 +119,7 @@ impl Chunks {
             closed: false,
             account: Account {
                 transport,
+                encoding: Encoding::Identity,
                 metrics,
                 sent: 0,
                 opened: Instant::now(),
@@ -137,6 +139,21 @@ impl Chunks {
     /// The stream's tracing span, for the transport's own events; enabled at `debug`.
     pub fn span(&self) -> &Span {
         &self.account.span
+    }
+
+    /// Says in which encoding the transport sends the stream (identity until told).
+    pub fn set_encoding(&mut self, encoding: Encoding) {
+        self.account.encoding = encoding;
+    }
+
+    /// Counts `bytes` of the stream sent on the wire (after compression).
+    pub fn wrote(&self, bytes: usize) {
+        let account = &self.account;
+        account
+            .metrics
+            .transport(account.transport)
+            .bytes_sent(account.encoding)
+            .increment(bytes as u64);
     }
 
     /// Stops handing over chunks until [`Chunks::resume`]: nothing is made meanwhile. The

@@ -1,6 +1,6 @@
-//! The two things every layer says of a stream: which [`Transport`] carries it, and the
-//! [`Outcome`] it ended with. Both are metric labels and log fields; [`Transport`] is also the
-//! one list of transports that routes, the start log and "every transport" tests come from.
+//! What every layer says of a stream: which [`Transport`] carries it, in which [`Encoding`],
+//! and the [`Outcome`] it ended with. All are metric labels; [`Transport`] is also the one
+//! list of transports that routes, the start log and "every transport" tests come from.
 
 /// The wire format a stream is sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,43 @@ impl Transport {
     /// The URL scheme a client opens it with on a plain listener (`http`, `ws`).
     pub const fn scheme(self) -> &'static str {
         self.about().scheme
+    }
+}
+
+/// How a stream's bytes are compressed on the wire: the `encoding` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Not compressed.
+    Identity,
+    /// `Content-Encoding: gzip`.
+    Gzip,
+    /// `Content-Encoding: br`.
+    Br,
+    /// `Content-Encoding: zstd`.
+    Zstd,
+    /// Raw deflate: the WebSocket's permessage-deflate.
+    Deflate,
+}
+
+impl Encoding {
+    /// Every encoding, in metric-label order.
+    pub const ALL: [Encoding; 5] = [
+        Encoding::Identity,
+        Encoding::Gzip,
+        Encoding::Br,
+        Encoding::Zstd,
+        Encoding::Deflate,
+    ];
+
+    /// The `encoding` label, which is also the HTTP content-coding's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Identity => "identity",
+            Encoding::Gzip => "gzip",
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Deflate => "deflate",
+        }
     }
 }
 

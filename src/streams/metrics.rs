@@ -8,11 +8,12 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::kind::{Outcome, Transport};
+use super::kind::{Encoding, Outcome, Transport};
 
 const OPEN_STREAMS: &str = "chunkstream_open_streams";
 const CHUNKS_SENT: &str = "chunkstream_chunks_sent_total";
 const STREAMS: &str = "chunkstream_streams_total";
+const BYTES_SENT: &str = "chunkstream_bytes_sent_total";
 
 /// The handles of one transport.
 pub struct TransportMetrics {
@@ -22,12 +23,19 @@ pub struct TransportMetrics {
     pub chunks_sent: Counter,
     /// `chunkstream_streams_total{transport, outcome}`, indexed by [`Outcome`].
     outcomes: [Counter; Outcome::ALL.len()],
+    /// `chunkstream_bytes_sent_total{transport, encoding}`, indexed by [`Encoding`].
+    bytes: [Counter; Encoding::ALL.len()],
 }
 
 impl TransportMetrics {
     /// The counter of streams that ended with `outcome`.
     pub fn ended(&self, outcome: Outcome) -> &Counter {
         &self.outcomes[outcome as usize]
+    }
+
+    /// The counter of stream bytes sent on the wire in `encoding`.
+    pub fn bytes_sent(&self, encoding: Encoding) -> &Counter {
+        &self.bytes[encoding as usize]
     }
 }
 
@@ -55,6 +63,10 @@ impl Metrics {
                 outcomes: Outcome::ALL.map(|outcome| {
                     let labels = vec![label(), Label::new("outcome", outcome.as_str())];
                     recorder.register_counter(&Key::from_parts(STREAMS, labels), &meta)
+                }),
+                bytes: Encoding::ALL.map(|encoding| {
+                    let labels = vec![label(), Label::new("encoding", encoding.as_str())];
+                    recorder.register_counter(&Key::from_parts(BYTES_SENT, labels), &meta)
                 }),
             }
         });

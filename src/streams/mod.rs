@@ -12,7 +12,7 @@ use crate::{client::ClientKey, generator::StreamParams, shutdown::Shutdown};
 
 pub use self::{
     chunks::{Chunks, Next, Peer, Recipient},
-    kind::{Outcome, Transport},
+    kind::{Encoding, Outcome, Transport},
     limits::{Limits, Refusal, Room, Rooms},
     metrics::{Metrics, TransportMetrics},
 };

@@ -128,6 +128,7 @@ impl<E: Encoder> Stream for BodyFrames<E> {
             timer.as_mut().reset(Instant::now() + *period);
             // Register the timer's waker again for the next period.
             let _ = timer.as_mut().poll(cx);
+            this.chunks.wrote(out.len());
             return Poll::Ready(Some(Ok(out.freeze())));
         }
         if frame.is_empty() {
@@ -136,6 +137,7 @@ impl<E: Encoder> Stream for BodyFrames<E> {
         if let Some((period, timer)) = &mut this.keep_alive {
             timer.as_mut().reset(Instant::now() + *period);
         }
+        this.chunks.wrote(frame.len());
         Poll::Ready(Some(Ok(frame)))
     }
 }

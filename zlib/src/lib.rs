@@ -334,7 +334,10 @@ mod tests {
             assert_eq!(plain[before..], event(i), "event {i} whole, on arrival");
         }
         let identity: usize = (1000..3000).map(|i| event(i).len()).sum();
-        assert!(wire * 3 < identity, "context kept: {wire} bytes for {identity}");
+        assert!(
+            wire * 3 < identity,
+            "context kept: {wire} bytes for {identity}"
+        );
     }
 
     #[test]
@@ -352,7 +355,10 @@ mod tests {
         raw.flush(&event(7), &mut first);
         raw.reset();
         raw.flush(&event(7), &mut again);
-        assert_eq!(first, again, "after a reset the same input compresses the same");
+        assert_eq!(
+            first, again,
+            "after a reset the same input compresses the same"
+        );
     }
 
     #[test]
@@ -365,8 +371,14 @@ mod tests {
         assert_eq!(inflated, Err(Error::TooLarge));
         assert!(out.len() <= 4097, "{}", out.len());
         let mut out = Vec::new();
-        let exact = Inflate::raw(15).expect("").inflate(&bomb, &mut out, 100_000);
-        assert_eq!((exact, out.len()), (Ok(()), 100_000), "exactly at the limit");
+        let exact = Inflate::raw(15)
+            .expect("")
+            .inflate(&bomb, &mut out, 100_000);
+        assert_eq!(
+            (exact, out.len()),
+            (Ok(()), 100_000),
+            "exactly at the limit"
+        );
         let garbage = Inflate::raw(15)
             .expect("")
             .inflate(&[0xff; 32], &mut Vec::new(), 4096);
