@@ -31,7 +31,7 @@ impl JsonlApi {
         query: StreamQuery,
         req: &Request,
     ) -> Result<Streamed<Self>, StreamError> {
-        state.stream(Transport::Jsonl, query, req, JsonLines::default())
+        state.stream(Transport::Jsonl, query.0, req, JsonLines::default())
     }
 }
 

@@ -130,8 +130,8 @@ impl SseApi {
         }
         let config = state.config();
         let events = SseEvents::new(config.sse_retry_ms, config.sse_keep_alive());
-        let body = state.body(Transport::Sse, params, req, events)?;
-        Ok(SseResponse::Ok(Streamed::new(body)))
+        let events = state.stream(Transport::Sse, params, req, events)?;
+        Ok(SseResponse::Ok(events))
     }
 }
 

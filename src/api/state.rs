@@ -9,17 +9,19 @@ use poem::{Body, Request};
 
 use super::{
     errors::StreamError,
-    params::StreamQuery,
     streamed::{Media, Streamed},
 };
 use crate::{
     client::{Client, TrustedProxies},
-    config::Config,
+    config::{Compression, Config},
     connection::Activity,
     generator::StreamParams,
     shutdown::Shutdown,
-    streams::{Chunks, Limits, Peer, Recipient, Streams, Transport},
-    transport::{Encoder, body},
+    streams::{Chunks, Encoding, Limits, Peer, Recipient, Streams, Transport},
+    transport::{
+        Encoder, body,
+        compress::{self, Codec},
+    },
 };
 
 /// Marks a request that arrived as HEAD. HEAD is answered by the GET operation (the app's
@@ -90,31 +92,28 @@ impl State {
         Ok(self.0.streams.open(transport, params, to)?)
     }
 
-    /// The response body of an HTTP `transport` stream of `params` for `req`, in `encoder`'s
-    /// wire format. A HEAD request gets an empty one: what a GET would be told, without
-    /// opening or counting anything.
-    pub fn body(
+    /// The answer of an HTTP `transport` stream of `params` for `req`, in media type `M`:
+    /// the body in `encoder`'s wire format, compressed as the request asks (unless
+    /// compression is off). A HEAD request gets what a GET would be told, without opening or
+    /// counting anything.
+    pub fn stream<M: Media>(
         &self,
         transport: Transport,
         params: StreamParams,
         req: &Request,
         encoder: impl Encoder,
-    ) -> Result<Body, StreamError> {
+    ) -> Result<Streamed<M>, StreamError> {
+        let encoding = match self.0.config.compression {
+            Compression::On => compress::negotiate(req.headers()),
+            Compression::Off => Encoding::Identity,
+        };
         if req.extensions().get::<HeadRequest>().is_some() {
             self.0.streams.check(self.client(req).key())?;
-            return Ok(Body::empty());
+            return Ok(Streamed::new(Body::empty(), encoding));
         }
-        Ok(body::body(self.open(transport, params, req)?, encoder))
-    }
-
-    /// The answer of an HTTP stream operation: [`State::body`], in media type `M`.
-    pub fn stream<M: Media>(
-        &self,
-        transport: Transport,
-        StreamQuery(params): StreamQuery,
-        req: &Request,
-        encoder: impl Encoder,
-    ) -> Result<Streamed<M>, StreamError> {
-        Ok(Streamed::new(self.body(transport, params, req, encoder)?))
+        let codec = Codec::new(encoding);
+        let encoding = codec.encoding();
+        let body = body::body(self.open(transport, params, req)?, encoder, codec);
+        Ok(Streamed::new(body, encoding))
     }
 }

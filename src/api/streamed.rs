@@ -3,6 +3,7 @@
 
 use std::marker::PhantomData;
 
+use crate::streams::Encoding;
 use poem::{
     Body, IntoResponse, Response,
     http::{HeaderValue, header},
@@ -39,14 +40,22 @@ pub fn described(
     }))
 }
 
-/// A stream operation's body, written as the generator makes it. `M` is the media type:
-/// a type with no values whose [`Payload`] impl is what the spec says of the body.
-pub struct Streamed<M>(Body, PhantomData<fn() -> M>);
+/// A stream operation's body, written as the generator makes it, in media type `M` (what
+/// the spec says of the body) and content coding `encoding`.
+pub struct Streamed<M> {
+    body: Body,
+    encoding: Encoding,
+    media: PhantomData<fn() -> M>,
+}
 
 impl<M> Streamed<M> {
-    /// `body`, in media type `M`.
-    pub fn new(body: Body) -> Self {
-        Self(body, PhantomData)
+    /// `body`, in media type `M`, compressed in `encoding`.
+    pub fn new(body: Body, encoding: Encoding) -> Self {
+        Self {
+            body,
+            encoding,
+            media: PhantomData,
+        }
     }
 }
 
@@ -63,17 +72,25 @@ impl<M: Media> Payload for Streamed<M> {
 }
 
 impl<M: Media> IntoResponse for Streamed<M> {
-    /// With the headers every streamed body carries: no caching, and no buffering by
-    /// proxies (nginx). Static values: nothing to parse or allocate per stream.
+    /// With the headers every streamed body carries: no caching, no buffering by proxies
+    /// (nginx), and which content coding it has, chosen by `Accept-Encoding` (`Vary`).
+    /// Static values: nothing to parse or allocate per stream.
     fn into_response(self) -> Response {
-        Response::builder()
+        let mut response = Response::builder()
             .header(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(M::CONTENT_TYPE),
             )
             .header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
             .header("x-accel-buffering", HeaderValue::from_static("no"))
-            .body(self.0)
+            .header(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if self.encoding != Encoding::Identity {
+            response = response.header(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(self.encoding.as_str()),
+            );
+        }
+        response.body(self.body)
     }
 }
 

@@ -29,7 +29,7 @@ impl TextApi {
         query: StreamQuery,
         req: &Request,
     ) -> Result<Streamed<Self>, StreamError> {
-        state.stream(Transport::Text, query, req, TextLines::default())
+        state.stream(Transport::Text, query.0, req, TextLines::default())
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep, sleep};
 
-use super::{Encoder, FRAME_TARGET};
+use super::{Encoder, FRAME_TARGET, compress::Codec};
 use crate::{
     generator::ChunkRange,
     streams::{Chunks, Next, Outcome},
@@ -25,10 +25,11 @@ const SMALL_FRAME: usize = 256;
 /// so a full frame never grows past the allocation it started with.
 const FULL: usize = FRAME_TARGET - SMALL_FRAME;
 
-/// The HTTP body of `chunks` in `encoder`'s wire format: ready chunks coalesced into one
-/// frame, each frame handed over the moment the generator would wait.
-pub fn body(chunks: Chunks, encoder: impl Encoder) -> poem::Body {
-    poem::Body::from_bytes_stream(BodyFrames::new(chunks, encoder))
+/// The HTTP body of `chunks` in `encoder`'s wire format, sent through `codec`: ready chunks
+/// coalesced into one frame, each frame handed over (compressed and flushed, if it is) the
+/// moment the generator would wait.
+pub fn body(chunks: Chunks, encoder: impl Encoder, codec: Codec) -> poem::Body {
+    poem::Body::from_bytes_stream(BodyFrames::new(chunks, encoder, codec))
 }
 
 /// A stream's chunks, encoded by `E` into coalesced frames for an HTTP body.
@@ -45,11 +46,14 @@ pub struct BodyFrames<E> {
     /// The last frame was full: ready chunks are flowing, so a full frame is made at once.
     flowing: bool,
     keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// How frames go out: compressed or not.
+    codec: Codec,
 }
 
 impl<E: Encoder> BodyFrames<E> {
-    /// The frames of `chunks`.
-    pub fn new(chunks: Chunks, encoder: E) -> Self {
+    /// The frames of `chunks`, sent through `codec`.
+    pub fn new(mut chunks: Chunks, encoder: E, codec: Codec) -> Self {
+        chunks.set_encoding(codec.encoding());
         let params = *chunks.params();
         // The only silence in a stream is the wait for the next chunk, `interval_ms`: a
         // stream with a shorter interval never needs a keep-alive, so it gets no timer to
@@ -66,6 +70,7 @@ impl<E: Encoder> BodyFrames<E> {
             done: false,
             flowing: false,
             keep_alive,
+            codec,
         }
     }
 
@@ -115,27 +120,26 @@ impl<E: Encoder> Stream for BodyFrames<E> {
         }
         this.fill(cx, &mut out);
         this.flowing = out.len() >= FULL;
-        let frame = out.freeze();
-        if frame.is_empty() && !this.done {
-            let Some((period, timer)) = &mut this.keep_alive else {
+        let keep_alive = this.keep_alive.as_mut();
+        if out.is_empty() && !this.done {
+            // Nothing is ready: the frame is a keep-alive, if the silence has lasted.
+            let Some((period, timer)) = keep_alive else {
                 return Poll::Pending;
             };
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let mut out = BytesMut::with_capacity(SMALL_FRAME);
             this.encoder.keep_alive(&mut out);
             timer.as_mut().reset(Instant::now() + *period);
             // Register the timer's waker again for the next period.
             let _ = timer.as_mut().poll(cx);
-            this.chunks.wrote(out.len());
-            return Poll::Ready(Some(Ok(out.freeze())));
+        } else if let Some((period, timer)) = keep_alive {
+            timer.as_mut().reset(Instant::now() + *period);
         }
+        // Everything goes through the codec, keep-alives and the stream's end included.
+        let frame = this.codec.frame(out, this.done);
         if frame.is_empty() {
             return Poll::Ready(None);
-        }
-        if let Some((period, timer)) = &mut this.keep_alive {
-            timer.as_mut().reset(Instant::now() + *period);
         }
         this.chunks.wrote(frame.len());
         Poll::Ready(Some(Ok(frame)))
@@ -207,7 +211,7 @@ mod tests {
             });
         }
         let t0 = Instant::now();
-        let frames = BodyFrames::new(chunks, Marks);
+        let frames = BodyFrames::new(chunks, Marks, Codec::Identity);
         let mut got: Vec<(u64, String)> = frames
             .map(|frame| {
                 let text = String::from_utf8(frame.expect("a frame").to_vec()).expect("text");

@@ -10,6 +10,7 @@
 //! send to steer its stream.
 
 pub mod body;
+pub mod compress;
 pub mod control;
 pub mod encode;
 pub mod jsonl;
