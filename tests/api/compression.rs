@@ -23,14 +23,14 @@ async fn get(app: &TestApp, path: &str, accept: &str) -> reqwest::Response {
 }
 
 /// A gzip body's decoder, fed as bytes arrive: what has arrived so far, decoded.
-struct Gunzip {
+pub struct Gunzip {
     header: Vec<u8>,
     inflate: Inflate,
     plain: Vec<u8>,
 }
 
 impl Gunzip {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             header: Vec::new(),
             inflate: Inflate::raw(15).expect("an inflater"),
@@ -39,7 +39,7 @@ impl Gunzip {
     }
 
     /// Feeds `bytes`; returns everything decoded so far.
-    fn feed(&mut self, mut bytes: &[u8]) -> &[u8] {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> &[u8] {
         // The 10-byte gzip header (no optional fields: the server writes none), then raw
         // deflate, then an 8-byte trailer that the inflater stops before.
         if self.header.len() < 10 {

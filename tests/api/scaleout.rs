@@ -379,6 +379,31 @@ async fn arrival_times(
     times
 }
 
+/// [`arrival_times`] of a paced SSE stream asked for in gzip: each event decoded as it
+/// arrives, which it can only be if nothing on the way holds compressed bytes back.
+async fn gzip_arrival_times(client: &reqwest::Client, base: &str, count: usize) -> Vec<Duration> {
+    let url = format!("{base}/stream/sse?count={count}&interval_ms=400");
+    let sent = Instant::now();
+    let resp = client
+        .get(url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-encoding"], "gzip", "passed through, not redone");
+    let mut decoder = crate::compression::Gunzip::new();
+    let mut body = resp.bytes_stream();
+    let mut times = Vec::new();
+    while let Some(bytes) = body.next().await {
+        let text = String::from_utf8_lossy(decoder.feed(&bytes.unwrap())).into_owned();
+        while times.len() < text.matches("Data Chunk").count() {
+            times.push(sent.elapsed());
+        }
+    }
+    times
+}
+
 /// Chunks arrive as they are made: the first at once, the last two intervals later.
 fn assert_unbuffered(what: &str, times: &[Duration]) {
     assert_eq!(times.len(), 3, "{what}");
@@ -433,6 +458,12 @@ async fn streams_survive_a_rolling_restart_behind_nginx() {
             assert_unbuffered(&format!("{transport:?} over HTTP/2"), &times);
         }
     }
+    // A compressed stream too: nginx passes the client's Accept-Encoding on, and the
+    // server's flushed gzip frames back, on both listeners.
+    let times = gzip_arrival_times(&plain, &http, 3).await;
+    assert_unbuffered("gzip SSE over HTTP/1.1", &times);
+    let times = gzip_arrival_times(&h2, &https, 3).await;
+    assert_unbuffered("gzip SSE over HTTP/2", &times);
     let resp = h2.get(format!("{https}/healthz")).send().await.unwrap();
     assert_eq!(
         resp.version(),
