@@ -9,7 +9,8 @@
 //   data-count     chunks received
 //   data-last      index of the last chunk received
 //   data-in-order  "true" while every chunk was the one after its predecessor
-//   data-protocol  h2 | http/1.1 | … (Resource Timing's nextHopProtocol) | unknown
+//   data-protocol  h2 | http/1.1 | … (Resource Timing's nextHopProtocol) | http/1.1 upgrade
+//   data-encoding  identity | gzip | permessage-deflate | compressed (what the browser tells)
 //   data-waiting   "true" while the panel explains why its stream waits for a connection
 // and `window.chunkstreamChart.read()` returns what the chart drew last (see chart.js).
 // `?chart=off` in the page's URL leaves the chart out, to measure what it costs.
@@ -44,18 +45,45 @@ const TRANSPORTS = [
 
 /**
  * The protocol a stream of this page uses: its Resource Timing entry's `nextHopProtocol`
- * (`h2`, `http/1.1`, `h3`), or "unknown" where the browser hides it. A browser records a
- * fetch's or an EventSource's entry only once its response has ended, so until then it is
- * the page's: the page and its streams come from one origin over one protocol, and over
- * HTTP/2 one connection carries them all. A WebSocket has no entry at all: "unknown".
+ * (`h2`, `http/1.1`, `h3`). A browser records a fetch's or an EventSource's entry only once
+ * its response has ended, so until then it is the page's: the page and its streams come from
+ * one origin over one protocol, and over HTTP/2 one connection carries them all. A WebSocket
+ * has no entry; what the browser knows is that it began as an HTTP/1.1 upgrade (the server
+ * and nginx upgrade nothing else).
  */
 function protocolOf(run) {
-  if (!run.panel.transport.http) return "unknown";
-  const own = performance
+  if (!run.panel.transport.http) return "http/1.1 upgrade";
+  return ownEntry(run)?.nextHopProtocol || pageProtocol();
+}
+
+/** The stream's own Resource Timing entry, once its response has ended. */
+function ownEntry(run) {
+  return performance
     .getEntriesByName(run.url.href, "resource")
-    .filter((e) => e.startTime >= run.startedAt && e.nextHopProtocol)
+    .filter((e) => e.startTime >= run.startedAt)
     .pop();
-  return own?.nextHopProtocol ?? pageProtocol();
+}
+
+/**
+ * How the stream's bytes travel, as far as the browser tells: the response's
+ * `Content-Encoding` (fetch), the WebSocket's negotiated extensions, or, for an EventSource,
+ * which shows no headers, whether its timing entry counted fewer bytes on the wire than
+ * decoded. And the bytes on the wire, where Resource Timing counts them (once the response
+ * has ended; a WebSocket's are never counted).
+ */
+function encodingOf(run) {
+  const entry = run.panel.transport.http ? ownEntry(run) : null;
+  let encoding = run.encoding;
+  if (encoding === null && entry && entry.decodedBodySize > 0) {
+    encoding = entry.encodedBodySize < entry.decodedBodySize ? "compressed" : "identity";
+  }
+  let wire;
+  if (!run.panel.transport.http) wire = "not counted by the browser";
+  else if (entry && entry.decodedBodySize > 0) {
+    const kb = (bytes) => `${(bytes / 1024).toLocaleString("en", { maximumFractionDigits: 1 })} KiB`;
+    wire = `${kb(entry.encodedBodySize)} (${kb(entry.decodedBodySize)} decoded)`;
+  } else wire = run.active ? "when it ends" : "–";
+  return { encoding: encoding ?? (run.active ? "not shown yet" : "not shown"), wire };
 }
 
 /**
@@ -117,6 +145,8 @@ class Panel {
     this.firstEl = $(".first");
     this.elapsedEl = $(".elapsed");
     this.protocolEl = $(".protocol");
+    this.encodingEl = $(".encoding");
+    this.wireEl = $(".wire");
     this.waitEl = $(".wait");
     this.errorEl = $(".error");
     this.listEl = $(".chunks");
@@ -166,6 +196,10 @@ class Panel {
     const protocol = this.run ? protocolOf(this.run) : "–";
     if (this.protocolEl.textContent !== protocol) this.protocolEl.textContent = protocol;
     if (this.run) this.el.dataset.protocol = protocol;
+    const { encoding, wire } = this.run ? encodingOf(this.run) : { encoding: "–", wire: "–" };
+    if (this.encodingEl.textContent !== encoding) this.encodingEl.textContent = encoding;
+    if (this.wireEl.textContent !== wire) this.wireEl.textContent = wire;
+    if (this.run) this.el.dataset.encoding = encoding;
   }
 
   /** Queues a chunk for the next frame; only the last SHOWN are ever kept. */
@@ -233,6 +267,8 @@ class Run {
     this.url = new URL(`${panel.transport.route}?${params.query}`, location.href);
     this.startedAt = performance.now();
     this.endedAt = null;
+    /** The encoding the browser told (a header, the WebSocket's extensions); null: not told. */
+    this.encoding = null;
     this.stopping = false;
     this.state = "connecting";
     panel.reset(this);
@@ -346,6 +382,7 @@ async function readLines(run, line) {
       run.end("error", await errorMessage(resp));
       return;
     }
+    run.encoding = resp.headers.get("content-encoding") ?? "identity";
     run.setState("streaming");
     const reader = resp.body.getReader();
     const decoder = new TextDecoder();
@@ -446,6 +483,8 @@ function runWs(run) {
   };
   ws.addEventListener("open", () => {
     opened = true;
+    // `permessage-deflate; client_no_context_takeover` (or ""): the extension's name says it.
+    run.encoding = ws.extensions ? ws.extensions.split(";")[0].trim() : "identity";
     run.setState("streaming");
   });
   ws.addEventListener("message", (e) => {

@@ -251,6 +251,66 @@ async fn race_runs_every_transport_side_by_side_in_the_browser() {
 }
 
 #[tokio::test]
+async fn each_panel_says_how_its_stream_was_encoded_in_the_browser() {
+    let app = spawn_app().await;
+    let ran = with_browser_at(&app.url("/"), "encodings", Options::default(), async |b| {
+        // Tall enough for the panels in the screenshot.
+        b.client
+            .set_window_size(1280, 1500)
+            .await
+            .expect("resize the window");
+        b.open_page().await;
+        let count = 400;
+        b.choose("race", count, 5).await;
+        b.click("#start").await;
+        for transport in TRANSPORTS {
+            let done = b.wait_done(transport, count, SOON).await;
+            assert_eq!(done.indexes.last(), Some(&(count - 1)), "{done:?}");
+        }
+        // Chromium asks for gzip: the fetch streams tell it by their header, the
+        // EventSource (which shows no headers) by its bytes on the wire, once it has ended.
+        for transport in ["text", "jsonl", "sse"] {
+            let expected = if transport == "sse" {
+                "compressed"
+            } else {
+                "gzip"
+            };
+            let p = b
+                .wait_panel(
+                    transport,
+                    "the encoding and the bytes on the wire",
+                    SOON,
+                    |p| p.wire.contains("decoded"),
+                )
+                .await;
+            assert_eq!(p.encoding, expected, "{p:?}");
+        }
+        let ws = b.panel("ws").await;
+        assert!(
+            ["permessage-deflate", "identity"].contains(&ws.encoding.as_str()),
+            "{ws:?}"
+        );
+        assert_eq!(ws.protocol, "http/1.1 upgrade", "{ws:?}");
+        b.screenshot("encodings").await;
+        b.assert_no_console_errors("racing compressed").await;
+    })
+    .await;
+    if !ran {
+        return;
+    }
+    // The server agrees: gzip bytes went out on every HTTP transport.
+    for transport in ["text", "sse", "jsonl"] {
+        let gzip = app
+            .metric(
+                "chunkstream_bytes_sent_total",
+                &[("transport", transport), ("encoding", "gzip")],
+            )
+            .await;
+        assert!(gzip > 0.0, "{transport}");
+    }
+}
+
+#[tokio::test]
 async fn a_large_fast_stream_keeps_the_dom_bounded_in_the_browser() {
     let app = spawn_app().await;
     with_browser(&app, "large", async |b| {

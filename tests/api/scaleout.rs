@@ -391,7 +391,11 @@ async fn gzip_arrival_times(client: &reqwest::Client, base: &str, count: usize) 
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-encoding"], "gzip", "passed through, not redone");
+    assert_eq!(
+        resp.headers()["content-encoding"],
+        "gzip",
+        "passed through, not redone"
+    );
     let mut decoder = crate::compression::Gunzip::new();
     let mut body = resp.bytes_stream();
     let mut times = Vec::new();

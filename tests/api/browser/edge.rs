@@ -99,7 +99,7 @@ async fn four_tabs_race_at_once_over_http2_through_nginx_in_the_browser() {
             let protocol = if HTTP_TRANSPORTS.contains(&transport) {
                 "h2"
             } else {
-                "unknown" // a WebSocket has no Resource Timing entry
+                "http/1.1 upgrade" // a WebSocket has no Resource Timing entry
             };
             assert_eq!(p.protocol, protocol, "tab {tab}, {transport}: {p:?}");
         }

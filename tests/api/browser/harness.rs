@@ -123,8 +123,13 @@ pub struct Panel {
     pub received: String,
     pub rate: String,
     pub elapsed: String,
-    /// `data-protocol`: `h2`, `http/1.1`, `unknown`; empty before any run.
+    /// `data-protocol`: `h2`, `http/1.1`, `http/1.1 upgrade`; empty before any run.
     pub protocol: String,
+    /// `data-encoding`: `identity`, `gzip`, `permessage-deflate`, `compressed`, or
+    /// `not shown yet`; empty before any run.
+    pub encoding: String,
+    /// What the panel says of the bytes on the wire.
+    pub wire: String,
     /// Why the stream waits for a connection, as the panel says it (empty when it does not).
     pub wait: String,
     /// `data-waiting`: the panel says why its stream waits.
@@ -158,6 +163,8 @@ impl Panel {
             rate: s("rate"),
             elapsed: s("elapsed"),
             protocol: s("protocol"),
+            encoding: s("encoding"),
+            wire: s("wire"),
             wait: s("wait"),
             waiting: v["waiting"].as_str() == Some("true"),
         }
@@ -469,6 +476,7 @@ impl Browser {
                     texts: items.map((li) => li.textContent),
                     error: q(".error"), received: q(".received"), rate: q(".rate"),
                     elapsed: q(".elapsed"), protocol: p.dataset.protocol, wait: q(".wait"),
+                    encoding: p.dataset.encoding, wire: q(".wire"),
                     waiting: p.dataset.waiting,
                 }};"#
             ))
