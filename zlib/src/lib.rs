@@ -84,26 +84,23 @@ impl Deflate {
         {
             return Err(Error::Settings);
         }
-        let mut stream = new_stream();
-        // SAFETY: `stream` is a fresh, boxed z_stream whose allocators are ours; the version
-        // and size are those of the zlib headers libz-sys was built against.
-        let status = unsafe {
-            z::deflateInit2_(
-                &mut *stream,
-                c_int::from(level),
-                z::Z_DEFLATED,
-                wrapper.window_bits(window_bits),
-                c_int::from(mem_level),
-                z::Z_DEFAULT_STRATEGY,
-                z::zlibVersion(),
-                mem::size_of::<z::z_stream>() as c_int,
-            )
-        };
-        match status {
-            z::Z_OK => Ok(Self { stream }),
-            z::Z_MEM_ERROR => Err(Error::Memory),
-            _ => Err(Error::Settings),
-        }
+        let stream = initialised(|stream| {
+            // SAFETY: `stream` is a fresh, boxed z_stream whose allocators are ours; the
+            // version and size are those of the zlib headers libz-sys was built against.
+            unsafe {
+                z::deflateInit2_(
+                    stream,
+                    c_int::from(level),
+                    z::Z_DEFLATED,
+                    wrapper.window_bits(window_bits),
+                    c_int::from(mem_level),
+                    z::Z_DEFAULT_STRATEGY,
+                    z::zlibVersion(),
+                    mem::size_of::<z::z_stream>() as c_int,
+                )
+            }
+        })?;
+        Ok(Self { stream })
     }
 
     /// Compresses `input` and flushes (a sync flush): everything written so far decodes from
@@ -182,21 +179,18 @@ impl Inflate {
         if !(9..=15).contains(&window_bits) {
             return Err(Error::Settings);
         }
-        let mut stream = new_stream();
-        // SAFETY: as in `Deflate::new`.
-        let status = unsafe {
-            z::inflateInit2_(
-                &mut *stream,
-                Wrapper::Raw.window_bits(window_bits),
-                z::zlibVersion(),
-                mem::size_of::<z::z_stream>() as c_int,
-            )
-        };
-        match status {
-            z::Z_OK => Ok(Self { stream }),
-            z::Z_MEM_ERROR => Err(Error::Memory),
-            _ => Err(Error::Settings),
-        }
+        let stream = initialised(|stream| {
+            // SAFETY: as in `Deflate::new`.
+            unsafe {
+                z::inflateInit2_(
+                    stream,
+                    Wrapper::Raw.window_bits(window_bits),
+                    z::zlibVersion(),
+                    mem::size_of::<z::z_stream>() as c_int,
+                )
+            }
+        })?;
+        Ok(Self { stream })
     }
 
     /// Decompresses `input`, appending to `out`, which may not grow past `limit` bytes.
@@ -248,9 +242,10 @@ impl Drop for Inflate {
     }
 }
 
-/// A z_stream whose memory comes from Rust's allocator.
-fn new_stream() -> Box<z::z_stream> {
-    Box::new(z::z_stream {
+/// A z_stream whose memory comes from Rust's allocator, initialised by `init` (zlib's
+/// status back).
+fn initialised(init: impl FnOnce(&mut z::z_stream) -> c_int) -> Result<Box<z::z_stream>, Error> {
+    let mut stream = Box::new(z::z_stream {
         next_in: ptr::null_mut(),
         avail_in: 0,
         total_in: 0,
@@ -265,7 +260,12 @@ fn new_stream() -> Box<z::z_stream> {
         data_type: 0,
         adler: 0,
         reserved: 0,
-    })
+    });
+    match init(&mut stream) {
+        z::Z_OK => Ok(stream),
+        z::Z_MEM_ERROR => Err(Error::Memory),
+        _ => Err(Error::Settings),
+    }
 }
 
 /// Bytes before each block zlib gets: they hold the block's size, for `zfree`.
