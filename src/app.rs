@@ -4,7 +4,7 @@ use std::{future::Future, io, net::SocketAddr};
 
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
-    endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
+    endpoint::{EmbeddedFileEndpoint, EmbeddedFilesEndpoint},
     error::MethodNotAllowedError,
     http::{HeaderValue, Method, StatusCode, Version, header},
     web::Json,
@@ -15,12 +15,13 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::{
     api::{self, HeadRequest, Shared},
     config::Config,
+    docs::{Docs, Document},
     server,
     streams::Streams,
     transport::Transport,
 };
 
-/// The live page and its assets, compiled into the binary.
+/// The live page, the docs and their assets, compiled into the binary.
 #[derive(RustEmbed)]
 #[folder = "static/"]
 struct Assets;
@@ -28,22 +29,17 @@ struct Assets;
 /// Every route of the server over `shared`, with every error answered as JSON.
 pub fn routes(shared: Shared) -> impl Endpoint + 'static {
     let api = api::service(shared);
-    let document = api::document();
-    let docs = api.swagger_ui();
     let api_paths = api::paths();
     let api = api.into_endpoint();
     let rest = Route::new()
         .at("/", Get(EmbeddedFileEndpoint::<Assets>::new("index.html")))
         .nest("/static", Get(EmbeddedFilesEndpoint::<Assets>::new()))
+        .at("/openapi.json", Get(Document::json(api::document())))
         .at(
-            "/openapi.json",
-            Get(make_sync(move |_| {
-                Response::builder()
-                    .content_type("application/json")
-                    .body(document.clone())
-            })),
+            "/openapi-3.0.json",
+            Get(Document::json(api::document_3_0())),
         )
-        .nest("/docs", Get(docs));
+        .nest("/docs", Get(Docs::<Assets>::new()));
     Split {
         api_paths,
         api,

@@ -12,6 +12,7 @@
 //! - [`metrics`]: the Prometheus series of the contract, and the outcomes a stream ends with.
 //! - [`api`]: the poem-openapi service: operations, validation, JSON errors, the spec.
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
+//! - [`docs`]: `/docs`, Swagger UI and its streaming plugin, served as cacheable assets.
 //! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the poem endpoint, holding every
 //!   connection to its header, idle and stall deadlines.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
@@ -25,6 +26,7 @@ pub mod api;
 pub mod app;
 pub mod client;
 pub mod config;
+pub mod docs;
 pub mod generator;
 pub mod logging;
 pub mod metrics;

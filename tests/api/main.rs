@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, real clients over real sockets.
 
 mod browser;
+mod docs;
 mod errors;
 mod eventsource;
 mod fuzz;
