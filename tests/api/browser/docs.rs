@@ -275,8 +275,12 @@ async fn docs_execute_shows_events_as_they_arrive_and_stop_ends_the_stream_in_th
             response.contains("200") && response.contains("content-type: text/event-stream"),
             "Swagger UI shows the status and headers at once: {response}"
         );
-        op.wait("a few events", SOON, |v| v.received >= 5).await;
-        op.show().await;
+        // The README's picture (docs/docs-sse.png): Execute, the request, and the events
+        // arriving, with Stop.
+        op.wait("a few events", SOON, |v| v.received >= 8).await;
+        b.js(r##"document.querySelector("#operations-Stream-get_stream_sse .btn.execute")
+            .scrollIntoView({ block: "start" }); window.scrollBy(0, -12);"##)
+            .await;
         b.screenshot("docs-sse-streaming").await;
 
         let done = op
@@ -510,6 +514,11 @@ async fn docs_show_refusals_as_swagger_ui_shows_them_in_the_browser() {
             "{response}"
         );
         drop(held);
+        b.js(
+            r##"document.querySelector("#operations-Stream-get_stream_ws .live-responses-table")
+            .scrollIntoView({ block: "center" });"##,
+        )
+        .await;
         b.screenshot("docs-refusals").await;
         // The browser itself logs each refused load; nothing else may go wrong.
         let errors = b.console_errors().await;
