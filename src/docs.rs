@@ -6,11 +6,13 @@
 //! stream (`static/docs/streaming.js`). Every response carries a strong `ETag` and is answered
 //! `304 Not Modified` when the client already has it. The page names each asset with its
 //! content hash (`swagger-ui.css?v=…`), and an asset asked for by its current hash may be
-//! cached for a year without asking again: a second visit downloads nothing but a 304 for
-//! the page, and a new build changes the hash, so nobody keeps a stale plugin.
+//! cached as immutable, without asking again: a second visit gets a 304 for the page and
+//! the document and nothing else, and a new build changes the hash, so nobody keeps a
+//! stale plugin.
 //!
 //! Every URL is relative, so the docs work under any prefix a proxy mounts the server at:
 //! `/docs` redirects to `docs/`, from where `../openapi.json` and `vendor/…` resolve.
+//! [`Document`] serves the OpenAPI documents the same way, revalidated by their `ETag`.
 
 use std::{borrow::Cow, collections::HashMap, marker::PhantomData};
 

@@ -44,6 +44,9 @@
    */
   class Stream {
     constructor(kind, url) {
+      Stream.count = (Stream.count || 0) + 1;
+      /** Tells this stream's view from an earlier one's of the same URL. */
+      this.id = Stream.count;
       this.kind = kind;
       this.url = url;
       this.state = "streaming";
@@ -454,7 +457,9 @@
             {
               key: item.n,
               value: item.n,
-              className: `cs-item${item.sent ? " cs-sent" : ""}${item.invalid ? " cs-invalid" : ""}`,
+              className: ["cs-item", item.sent && "cs-sent", item.invalid && "cs-invalid"]
+                .filter(Boolean)
+                .join(" "),
               "data-index": indexOf(item),
             },
             item.sent ? h("span", { className: "cs-direction" }, "sent ") : null,
@@ -555,7 +560,9 @@
             ? h(
                 "p",
                 { className: "cs-note" },
-                `Showing the last ${stream.items.length} of ${stream.sequence.toLocaleString("en")} ${ws ? "messages, sent and received" : many}.`,
+                `Showing the last ${stream.items.length} of ` +
+                  `${stream.sequence.toLocaleString("en")} ` +
+                  `${ws ? "messages, sent and received" : many}.`,
               )
             : null,
         );
@@ -563,7 +570,7 @@
     }
 
     /** The `itemSchema` of a response's media types, shown under the response's row. */
-    function ItemSchemas({ response, code, specPath, getComponent, getConfigs, specSelectors, fn }) {
+    function ItemSchemas({ response, specPath, getComponent, getConfigs, specSelectors, fn }) {
       const ModelExample = getComponent("modelExample", true);
       const HighlightCode = getComponent("HighlightCode", true);
       const content = response.get("content");
@@ -609,7 +616,9 @@
               getConfigs,
               specSelectors,
               schema: itemSchema,
-              example: sample ? h(HighlightCode, { className: "example", language: "json" }, sample) : null,
+              example: sample
+                ? h(HighlightCode, { className: "example", language: "json" }, sample)
+                : null,
               includeReadOnly: true,
             }),
             wire ? h("p", { className: "cs-wire-title" }, "As sent:") : null,
@@ -620,7 +629,7 @@
       if (rows.length === 0) return null;
       return h(
         "tr",
-        { className: "response cs-item-schemas", "data-code": code },
+        { className: "response cs-item-schemas" },
         h("td", { className: "response-col_status" }),
         h("td", { className: "response-col_description" }, rows),
         specSelectors.isOAS3() ? h("td", { className: "response-col_links" }) : null,
@@ -658,7 +667,7 @@
       wrapComponents: {
         responseBody: (Original) => (props) => {
           const stream = streams.get(props.url);
-          return stream ? h(StreamView, { stream, key: stream.url }) : h(Original, props);
+          return stream ? h(StreamView, { stream, key: stream.id }) : h(Original, props);
         },
         response: (Original) => (props) => {
           const content = props.response && props.response.get && props.response.get("content");

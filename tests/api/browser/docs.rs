@@ -315,6 +315,33 @@ async fn docs_execute_shows_events_as_they_arrive_and_stop_ends_the_stream_in_th
         );
 
         stop_ends_the_stream(&app, &op, "sse").await;
+
+        // Execute again while a stream runs: the old one ends on the server, the new one
+        // shows. Clear while one runs: it ends too, and its view goes.
+        op.execute(&[("count", "100000"), ("interval_ms", "100")])
+            .await;
+        op.wait("a long stream", SOON, |v| v.received >= 2).await;
+        op.execute(&[("count", "3"), ("interval_ms", "0")]).await;
+        let again = op
+            .wait("the new stream's end", SOON, |v| {
+                v.state == "done" && v.received == 4
+            })
+            .await;
+        assert_eq!(again.indexes, [0, 1, 2], "{again:?}");
+        wait_until(SOON, "the replaced stream to end", || {
+            open_streams(&app, "sse").map(|n| n == 0.0)
+        })
+        .await;
+        op.execute(&[("count", "100000"), ("interval_ms", "100")])
+            .await;
+        op.wait("a long stream", SOON, |v| v.received >= 2).await;
+        b.click(&format!("{} .btn-clear", op.sel)).await;
+        wait_until(SOON, "the cleared stream to end", || {
+            open_streams(&app, "sse").map(|n| n == 0.0)
+        })
+        .await;
+        assert!(op.view().await.is_none(), "Clear removes the view");
+        assert_eq!(outcome(&app, "sse", "client_gone").await, 3.0);
         b.assert_no_console_errors("streaming and stopping in the docs")
             .await;
     })
