@@ -11,13 +11,15 @@ cd "$(dirname "$0")/.."
 # - nginx: the scale-out test (tests/api/scaleout.rs) and the browser tests of the edge
 #   (tests/api/browser/edge.rs, prefix.rs) run instances behind nginx;
 # - openssl: those tests make a self-signed certificate for deploy/nginx.conf's HTTPS listener;
-# - npm: fetches axe-core, the accessibility checker the browser tests run in the page.
+# - npm: fetches axe-core, the accessibility checker the browser tests run in the page;
+# - python3-venv: a venv for the OpenAPI tools (below).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} for the tests" >&2
     sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
@@ -37,6 +39,20 @@ if ! grep -qs "\"version\": \"$AXE_CORE_VERSION\"" "$axe_dir/node_modules/axe-co
         "axe-core@$AXE_CORE_VERSION" >/dev/null
 fi
 
-# CI=1: the tests that need Chromium, nginx, openssl or axe-core fail rather than skip if
-# they cannot run.
+# openapi-spec-validator and Schemathesis from PyPI, pinned, in a venv in target/
+# (tests/api/spec.rs validates the OpenAPI 3.2 document with them, and checks streamed items
+# against its itemSchema with the jsonschema they bring): nothing of them is committed.
+SPEC_TOOLS="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
+tools_dir="${CARGO_TARGET_DIR:-target}/spec-tools"
+if [ "$(cat "$tools_dir/requirements" 2>/dev/null)" != "$SPEC_TOOLS" ]; then
+    echo "installing $SPEC_TOOLS for the tests" >&2
+    rm -rf "$tools_dir"
+    python3 -m venv "$tools_dir"
+    # shellcheck disable=SC2086 # one word per requirement
+    "$tools_dir/bin/pip" install --quiet --disable-pip-version-check --no-input $SPEC_TOOLS
+    echo "$SPEC_TOOLS" > "$tools_dir/requirements"
+fi
+
+# CI=1: the tests that need Chromium, nginx, openssl, axe-core or the OpenAPI tools fail
+# rather than skip if they cannot run.
 CI=1 cargo test --locked --workspace --all-targets

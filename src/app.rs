@@ -4,7 +4,7 @@ use std::{future::Future, io, net::SocketAddr};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
-    endpoint::{BoxEndpoint, EmbeddedFileEndpoint, EmbeddedFilesEndpoint, make_sync},
+    endpoint::{BoxEndpoint, EmbeddedFileEndpoint, EmbeddedFilesEndpoint},
     error::MethodNotAllowedError,
     http::{HeaderValue, Method, StatusCode, Version, header},
     web::Json,
@@ -15,31 +15,27 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::{
     api::{self, HeadRequest, State},
     config::Config,
+    docs::{Docs, Document},
     server,
     streams::{Streams, Transport},
 };
 
-/// The live page and its assets, compiled into the binary.
+/// The live page, the docs and their assets, compiled into the binary.
 #[derive(RustEmbed)]
 #[folder = "static/"]
 struct Assets;
 
 /// Every route of the server over `state`, with every error answered as JSON.
 pub fn routes(state: State) -> impl Endpoint + 'static {
-    let docs = api::service().swagger_ui();
-    let document = api::document();
     let rest = Route::new()
         .at("/", Get(EmbeddedFileEndpoint::<Assets>::new("index.html")))
         .nest("/static", Get(EmbeddedFilesEndpoint::<Assets>::new()))
+        .at("/openapi.json", Get(Document::json(api::document())))
         .at(
-            "/openapi.json",
-            Get(make_sync(move |_| {
-                Response::builder()
-                    .content_type("application/json")
-                    .body(document.clone())
-            })),
+            "/openapi-3.0.json",
+            Get(Document::json(api::document_3_0())),
         )
-        .nest("/docs", Get(docs));
+        .nest("/docs", Get(Docs::<Assets>::new()));
     Split {
         operations: api::operations(),
         state,

@@ -18,6 +18,8 @@
 //!   `jsonl` as HTTP bodies (`body`), `ws` with its handshake, loop, control and framing.
 //! - [`api`]: the poem-openapi service: one operation per transport over one skeleton, the
 //!   stream parameters, JSON errors, the spec.
+//! - [`docs`]: `/docs`, Swagger UI and its streaming plugin, and the OpenAPI documents,
+//!   served as cacheable assets.
 //! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the app, holding every connection
 //!   to its header, idle and stall deadlines.
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
@@ -33,6 +35,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod docs;
 pub mod generator;
 pub mod logging;
 pub mod origin;

@@ -10,6 +10,7 @@ mod errors;
 mod jsonl;
 mod ops;
 mod params;
+mod spec;
 mod sse;
 mod state;
 mod streamed;
@@ -74,8 +75,20 @@ pub fn service() -> Service {
         .description(include_str!("description.md"))
 }
 
-/// The OpenAPI document, exactly as `GET /openapi.json` serves it and `openapi.json` holds it.
+/// The OpenAPI 3.2 document, exactly as `GET /openapi.json` serves it and `openapi.json`
+/// holds it: [`document_3_0`] with each item of every stream described (see [`spec`]).
 pub fn document() -> String {
+    let doc: serde_json::Value =
+        serde_json::from_str(&document_3_0()).expect("poem-openapi writes its document as JSON");
+    let mut doc =
+        serde_json::to_string_pretty(&spec::to_3_2(doc)).expect("a JSON value serializes");
+    doc.push('\n');
+    doc
+}
+
+/// The OpenAPI 3.0 document as poem-openapi writes it, for tools that read only 3.0
+/// (`GET /openapi-3.0.json`).
+pub fn document_3_0() -> String {
     let mut doc = service().spec();
     doc.push('\n');
     doc

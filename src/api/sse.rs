@@ -56,8 +56,9 @@ struct EndEvent {
     id: Option<String>,
 }
 
-/// An event of the stream (OpenAPI 3.0 has no schema for a stream; like OpenAPI 3.2's
-/// `itemSchema`, this describes each event, as tools such as Schemathesis read it).
+/// An event of the stream: a chunk, or the end. It is the `itemSchema` of
+/// `text/event-stream` in the OpenAPI 3.2 document (`/openapi.json`); the 3.0 document
+/// (`/openapi-3.0.json`) has no schema for a stream's items and uses it as the `schema`.
 #[derive(Union)]
 #[oai(one_of)]
 #[allow(dead_code)] // Documentation only: the transport writes the events itself.

@@ -187,8 +187,12 @@ impl WsApi {
     /// 13 gets 426.
     ///
     /// **Origin**: a browser upgrade from another site (an `Origin` that is neither this
-    /// server's nor an `--allowed-origin`) gets 403. Swagger UI cannot open a WebSocket: use
-    /// the live page at `/`, `websocat`, or a browser console.
+    /// server's nor an `--allowed-origin`) gets 403.
+    ///
+    /// **Try it** at `/docs`: Execute opens the WebSocket with these parameters and shows each
+    /// message; Pause, Resume and Stop send the control messages, and the close code and
+    /// reason are shown. A browser never tells a page why an upgrade was refused: the 4xx
+    /// answers below are for clients that read them (`websocat`, `curl`).
     #[oai(path = "/stream/ws", method = "get", tag = "Tag::Stream")]
     async fn stream_ws(
         &self,

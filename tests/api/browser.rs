@@ -3,11 +3,13 @@
 //! `data-*` attributes and the chart's data through `window.chunkstreamChart`; the tests read
 //! those, and the server's own metrics, under deadlines — never after a sleep. The browser
 //! itself is in `harness`; `chart` tests the chart of chunks per second, `a11y` runs axe-core
-//! on the page, `edge` runs it behind `deploy/nginx.conf` in several tabs (HTTP/2, and the
+//! on the page, `docs` drives Swagger UI at `/docs` (streams, Stop, the WebSocket try-out),
+//! `edge` runs it behind `deploy/nginx.conf` in several tabs (HTTP/2, and the
 //! six-connection cap of HTTP/1.1), and `prefix` under a path prefix.
 
 mod a11y;
 mod chart;
+mod docs;
 mod edge;
 mod harness;
 mod prefix;

@@ -2,6 +2,7 @@
 
 mod browser;
 mod compression;
+mod docs;
 mod errors;
 mod eventsource;
 mod fuzz;

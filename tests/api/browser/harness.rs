@@ -437,6 +437,15 @@ impl Browser {
         self.assert_no_console_errors("loading the page").await;
     }
 
+    /// Opens `path`, relative to the page's base URL (`"docs"`), and waits for it to load.
+    pub async fn goto(&self, path: &str) {
+        let url = format!("{}{path}", self.base);
+        self.client
+            .goto(&url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    }
+
     /// Opens the live page in a new tab, which becomes the one the other methods act on;
     /// returns its handle, for [`Browser::switch_to`].
     pub async fn open_tab(&self) -> fantoccini::wd::WindowHandle {
@@ -712,6 +721,35 @@ impl Browser {
                         v.nodes.map((n) => n.target.join(" ")).join(", "))))
                     .catch((e) => done([`axe failed: ${e}`]));"#,
                 vec![],
+            )
+            .await
+            .expect("axe runs");
+        serde_json::from_value(found.clone())
+            .unwrap_or_else(|e| panic!("violations ({e}): {found}"))
+    }
+
+    /// [`Browser::axe_violations`] in the elements that `include` (CSS selectors) match
+    /// only, at or above `impact` (`minor`, `moderate`, `serious`, `critical`).
+    pub async fn axe_violations_in(
+        &self,
+        axe: &str,
+        include: &[&str],
+        impact: &str,
+    ) -> Vec<String> {
+        self.js(&format!("{axe}\n;return typeof axe;")).await;
+        let found = self
+            .client
+            .execute_async(
+                r#"const [include, least, done] = arguments;
+                const levels = ["minor", "moderate", "serious", "critical"];
+                const context = { include: include.map((s) => [s]) };
+                axe.run(context, { resultTypes: ["violations"] })
+                    .then((r) => done(r.violations
+                        .filter((v) => levels.indexOf(v.impact) >= levels.indexOf(least))
+                        .map((v) => `${v.id} (${v.impact}): ${v.help}: ` +
+                            v.nodes.map((n) => n.target.join(" ")).join(", "))))
+                    .catch((e) => done([`axe failed: ${e}`]));"#,
+                vec![json!(include), json!(impact)],
             )
             .await
             .expect("axe runs");
