@@ -23,6 +23,8 @@ const SHOWN = 50;
 const TICK_MS = 250;
 /** How long a WebSocket may take to close after a `stop` before the page closes it. */
 const STOP_GRACE_MS = 2000;
+/** How many times, TICK_MS apart, a panel looks for its ended stream's timing entry. */
+const ENTRY_TRIES = 40;
 /** How long an HTTP stream may wait for a connection before the panel says why. */
 const WAIT_EXPLAINED_AFTER_MS = 2000;
 /** Connections a browser opens to one site over HTTP/1.1 (all of them: Chromium, Firefox, Safari). */
@@ -322,8 +324,16 @@ class Run {
     if (message) this.panel.showError(message);
     this.setState(state);
     this.panel.render();
-    // The stream's own timing entry is recorded as its response ends, a moment after.
-    setTimeout(() => this.current && this.panel.showProtocol(), TICK_MS);
+    // The stream's own timing entry is recorded as its response ends, a moment after (on a
+    // busy machine, some moments): look for it a few times.
+    const refresh = (tries) => {
+      if (!this.current) return;
+      this.panel.showProtocol();
+      if (tries > 0 && this.panel.transport.http && !ownEntry(this)) {
+        setTimeout(() => refresh(tries - 1), TICK_MS);
+      }
+    };
+    setTimeout(() => refresh(ENTRY_TRIES), TICK_MS);
   }
 
   /** Ends the run as done, or as an error if chunks are missing. */

@@ -95,13 +95,17 @@ impl<'a> Operation<'a> {
     /// Types `value` into the parameter `name`, then leaves the field (Swagger UI takes a
     /// value when its field loses focus, or after a pause).
     async fn fill(&self, name: &str, value: &str) {
+        // Swagger UI renders the fields a moment after Execute shows (on a busy machine,
+        // some moments).
+        let css = format!(r#"{} tr[data-param-name="{name}"] input"#, self.sel);
         let input = self
             .b
-            .find(&format!(
-                r#"{} tr[data-param-name="{name}"] input"#,
-                self.sel
-            ))
-            .await;
+            .client
+            .wait()
+            .at_most(SOON)
+            .for_element(fantoccini::Locator::Css(&css))
+            .await
+            .unwrap_or_else(|e| panic!("no field {name}: {e}"));
         input.clear().await.expect("clear the field");
         input
             .send_keys(&format!("{value}{}", Key::Tab))
