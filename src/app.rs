@@ -4,7 +4,7 @@ use std::{future::Future, io, net::SocketAddr};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Route,
-    endpoint::{BoxEndpoint, EmbeddedFileEndpoint, EmbeddedFilesEndpoint},
+    endpoint::BoxEndpoint,
     error::MethodNotAllowedError,
     http::{HeaderValue, Method, StatusCode, Version, header},
     web::Json,
@@ -14,8 +14,10 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
     api::{self, HeadRequest, State},
+    assets::{Document, Files},
+    config::Compression,
     config::Config,
-    docs::{Docs, Document},
+    docs::Docs,
     server,
     streams::{Streams, Transport},
 };
@@ -27,15 +29,19 @@ struct Assets;
 
 /// Every route of the server over `state`, with every error answered as JSON.
 pub fn routes(state: State) -> impl Endpoint + 'static {
+    let compress = state.config().compression == Compression::On;
     let rest = Route::new()
-        .at("/", Get(EmbeddedFileEndpoint::<Assets>::new("index.html")))
-        .nest("/static", Get(EmbeddedFilesEndpoint::<Assets>::new()))
-        .at("/openapi.json", Get(Document::json(api::document())))
+        .at("/", Get(Files::<Assets>::one("index.html", compress)))
+        .nest("/static", Get(Files::<Assets>::all(compress)))
+        .at(
+            "/openapi.json",
+            Get(Document::json(api::document(), compress)),
+        )
         .at(
             "/openapi-3.0.json",
-            Get(Document::json(api::document_3_0())),
+            Get(Document::json(api::document_3_0(), compress)),
         )
-        .nest("/docs", Get(Docs::<Assets>::new()));
+        .nest("/docs", Get(Docs::<Assets>::new(compress)));
     Split {
         operations: api::operations(),
         state,

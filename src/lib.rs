@@ -18,8 +18,9 @@
 //!   `jsonl` as HTTP bodies (`body`), `ws` with its handshake, loop, control and framing.
 //! - [`api`]: the poem-openapi service: one operation per transport over one skeleton, the
 //!   stream parameters, JSON errors, the spec.
-//! - [`docs`]: `/docs`, Swagger UI and its streaming plugin, and the OpenAPI documents,
-//!   served as cacheable assets.
+//! - [`assets`]: files served as they are (the page, the docs, the OpenAPI documents), each
+//!   with its `ETag`, and in gzip when the client asks.
+//! - [`docs`]: `/docs`, Swagger UI and its streaming plugin, served as cacheable assets.
 //! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the app, holding every connection
 //!   to its header, idle and stall deadlines.
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
@@ -32,6 +33,7 @@
 
 pub mod api;
 pub mod app;
+pub mod assets;
 pub mod client;
 pub mod config;
 pub mod connection;

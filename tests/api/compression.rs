@@ -1,6 +1,7 @@
 //! HTTP streams compressed as the client asks: gzip decodes to the identity body byte for
 //! byte, each paced chunk decodes on arrival, the client's weights and `--compression off`
-//! are obeyed, and the bytes on the wire fall and are counted.
+//! are obeyed, and the bytes on the wire fall and are counted. Static files (the page, the
+//! docs, the OpenAPI documents) go out in gzip too when asked.
 
 use std::time::{Duration, Instant};
 
@@ -216,5 +217,76 @@ async fn compressed_bytes_are_counted_and_meet_the_targets() {
             identity as f64 >= 7.0 * gzip as f64,
             "{path}: {identity} identity, {gzip} gzip"
         );
+    }
+}
+
+/// `body` of a finished gzip stream, decoded.
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut decoder = Gunzip::new();
+    decoder.feed(&body[..body.len() - 8]).to_vec()
+}
+
+#[tokio::test]
+async fn static_files_go_out_in_gzip_when_asked_each_encoding_with_its_own_tag() {
+    let app = spawn_app().await;
+    let page = get(&app, "/docs/", "").await.text().await.unwrap();
+    let bundle = page
+        .split('"')
+        .find(|s| s.starts_with("vendor/swagger-ui-bundle.js"))
+        .expect("the page names Swagger UI's bundle");
+    let paths = [
+        "/".to_owned(),
+        "/static/app.js".to_owned(),
+        "/static/style.css".to_owned(),
+        "/docs/".to_owned(),
+        format!("/docs/{bundle}"),
+        "/openapi.json".to_owned(),
+        "/openapi-3.0.json".to_owned(),
+    ];
+    for path in paths {
+        let identity = get(&app, &path, "").await;
+        assert_eq!(identity.status(), 200, "{path}");
+        assert!(
+            identity.headers().get("content-encoding").is_none(),
+            "{path}"
+        );
+        assert_eq!(identity.headers()["vary"], "accept-encoding", "{path}");
+        let identity_tag = identity.headers()["etag"].clone();
+        let identity = identity.bytes().await.unwrap();
+
+        let gzip = get(&app, &path, "gzip, deflate, br, zstd").await;
+        assert_eq!(gzip.headers()["content-encoding"], "gzip", "{path}");
+        let tag = gzip.headers()["etag"].clone();
+        assert_ne!(tag, identity_tag, "{path}: each encoding its own tag");
+        let wire = gzip.bytes().await.unwrap();
+        assert!(
+            wire.len() < identity.len(),
+            "{path}: {} of {}",
+            wire.len(),
+            identity.len()
+        );
+        assert_eq!(gunzip(&wire), identity, "{path}");
+
+        // A second visit in gzip: nothing new to download.
+        let again = app
+            .client
+            .get(app.url(&path))
+            .header("accept-encoding", "gzip")
+            .header("if-none-match", tag.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(again.headers()["etag"], tag, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn static_files_stay_identity_with_compression_off() {
+    let app = spawn_app_with(|c| c.compression = Compression::Off).await;
+    for path in ["/", "/static/app.js", "/docs/", "/openapi.json"] {
+        let resp = get(&app, path, "gzip").await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(resp.headers().get("content-encoding").is_none(), "{path}");
     }
 }
