@@ -581,16 +581,6 @@ pub struct LineCounter {
     pub stop_after: u64,
 }
 
-impl LineCounter {
-    /// A counter that records each line's arrival time.
-    pub fn recording() -> Self {
-        Self {
-            arrivals: Some(Vec::new()),
-            ..Self::default()
-        }
-    }
-}
-
 impl Sink for LineCounter {
     fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
         if self.arrivals.is_none() && self.stop_after == 0 {
@@ -891,7 +881,8 @@ mod tests {
         let wire = b"Data Chunk 0\nData Chunk 1\nData Chunk 2\n";
         let mut c = LineCounter {
             stop_after: 1,
-            ..LineCounter::recording()
+            arrivals: Some(Vec::new()),
+            ..LineCounter::default()
         };
         let ControlFlow::Break(used) = c.data(wire) else {
             panic!("stops after the first line");

@@ -420,6 +420,8 @@ pub struct Window {
     pub rate: f64,
     /// Server CPU time per chunk, in ns, when known.
     pub cpu_ns_per_chunk: Option<f64>,
+    /// How the server encoded the streams (the first one).
+    pub negotiated: &'static str,
 }
 
 /// `conns` streams of `route` (each `count={count}`) read flat out for `duration`,
@@ -452,6 +454,7 @@ pub async fn flat_out_asking(
         let query = format!("count={count}");
         open.push(open_asking(addr, route, &query, ask, false, 256 * 1024).await?);
     }
+    let negotiated = negotiated(open.first().and_then(|c| c.head));
     let warm_end = Instant::now() + WARM_UP;
     let deadline = warm_end + duration;
     let mut tasks = JoinSet::new();
@@ -492,6 +495,7 @@ pub async fn flat_out_asking(
     Ok(Window {
         rate: total as f64 / duration.as_secs_f64(),
         cpu_ns_per_chunk,
+        negotiated,
     })
 }
 
@@ -624,6 +628,46 @@ pub async fn whole_stream(
     timeout(Duration::from_secs(300), run)
         .await
         .context("a stream took over 300 s")?
+}
+
+/// `conns` whole streams of `count` chunks of `route` read at once, flat out, asking for them
+/// compressed or not: chunks per second, and the server's CPU over the whole of it (idle
+/// before and after) per chunk.
+///
+/// Whole streams, not a window of endless ones: a compressed stream packs ten times more
+/// chunks into a socket buffer, and megabytes of loopback buffers filled before a window
+/// and drained in it count chunks whose CPU was spent outside it.
+pub async fn whole_streams(
+    addr: SocketAddr,
+    route: Route,
+    ask: Ask,
+    count: u64,
+    conns: usize,
+    cpu: impl Fn() -> Option<Duration>,
+) -> anyhow::Result<Window> {
+    let query = format!("count={count}");
+    let cpu_start = cpu();
+    let started = Instant::now();
+    let reads = futures_util::future::join_all(
+        (0..conns).map(|_| whole_stream(addr, route, &query, ask, count, false)),
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu_end = cpu();
+    let mut negotiated = "none";
+    for read in reads {
+        negotiated = read?.negotiated;
+    }
+    let total = count * conns as u64;
+    let cpu_ns_per_chunk = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) if total > 0 => Some((b - a).as_secs_f64() * 1e9 / total as f64),
+        _ => None,
+    };
+    Ok(Window {
+        rate: total as f64 / secs,
+        cpu_ns_per_chunk,
+        negotiated,
+    })
 }
 
 /// Reads a paced stream of `count` chunks `interval` apart; returns how much longer than
