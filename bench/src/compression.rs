@@ -102,6 +102,8 @@ fn key(server: &Server, route: Route, ask: Ask) -> (&'static str, &'static str, 
 struct Peers {
     chunkstream: Server,
     axum_gzip: Server,
+    /// python `websockets` with its default permessage-deflate, when set up: its bytes only.
+    python_ws: Option<Server>,
 }
 
 impl Peers {
@@ -120,6 +122,16 @@ impl Peers {
         }
         loads
     }
+
+    /// What the bytes are counted of: [`Peers::loads`] and python `websockets`' compressed
+    /// WebSocket.
+    fn byte_loads(&self) -> Vec<(&Server, Route, Ask)> {
+        let mut loads = self.loads();
+        if let Some(python) = &self.python_ws {
+            loads.push((python, Route::Ws, Ask::Compressed));
+        }
+        loads
+    }
 }
 
 impl Bench {
@@ -128,6 +140,10 @@ impl Bench {
         let peers = Peers {
             chunkstream: self.launcher.start(Kind::Chunkstream).await?,
             axum_gzip: self.launcher.start(Kind::AxumGzip).await?,
+            python_ws: match self.launcher.python_ws {
+                Some(_) => Some(self.launcher.start(Kind::PyWs).await?),
+                None => None,
+            },
         };
         let mut raw = serde_json::Map::new();
         let (paced, flat) = self.compression_bytes(&peers).await?;
@@ -157,7 +173,7 @@ impl Bench {
             interval.as_millis()
         );
         // Paced: every stream at once (they are light), each chunk flushed alone.
-        let reads = futures_util::future::join_all(peers.loads().into_iter().map(
+        let reads = futures_util::future::join_all(peers.byte_loads().into_iter().map(
             |(server, route, ask)| {
                 let query = paced_query.clone();
                 async move {
@@ -187,7 +203,7 @@ impl Bench {
         // Flat out: one after the other, each read whole.
         let flat_query = format!("count={}", plan.flat_chunks);
         let mut flat = Table::new();
-        for (server, route, ask) in peers.loads() {
+        for (server, route, ask) in peers.byte_loads() {
             let read = load::whole_stream(
                 server.addr,
                 route,
@@ -212,6 +228,7 @@ impl Bench {
         }
         let cs = peers.chunkstream.kind.name();
         let axum = peers.axum_gzip.kind.name();
+        let python = Kind::PyWs.name();
         for (what, table, target) in [
             (
                 format!(
@@ -243,6 +260,22 @@ impl Bench {
                         )
                     })
                     .unwrap_or_default();
+                let python_row = table
+                    .get(&(python, route.name(), Ask::Compressed.name(route)))
+                    .map(|p| {
+                        let same = if p.decoded_total == identity.decoded_total {
+                            "decodes to chunkstream's identity bytes"
+                        } else {
+                            "**decodes to other bytes than chunkstream's identity**"
+                        };
+                        format!(
+                            "; python websockets {} {:.1} B ({:.1} frames; {same})",
+                            came(route, Ask::Compressed, p.negotiated),
+                            p.sent,
+                            p.wire
+                        )
+                    })
+                    .unwrap_or_default();
                 let body_x = identity.sent / compressed.sent.max(1e-9);
                 let wire_x = identity.wire / compressed.wire.max(1e-9);
                 let decodes = compressed.decoded_total == identity.decoded_total;
@@ -265,7 +298,8 @@ impl Bench {
                 self.report.row(
                     format!("compression, {what}: {} bytes per chunk", route.name()),
                     format!(
-                        "identity {:.1} B ({:.1} {framing}); {} {:.1} B ({:.1} {framing}){axum_row}",
+                        "identity {:.1} B ({:.1} {framing}); {} {:.1} B ({:.1} {framing})\
+                         {axum_row}{python_row}",
                         identity.sent,
                         identity.wire,
                         came(route, Ask::Compressed, compressed.negotiated),
@@ -581,6 +615,10 @@ impl Bench {
                 "axum + CompressionLayer (gzip asked)".to_owned(),
                 Vec::new(),
             ),
+            (
+                "python websockets (permessage-deflate asked)".to_owned(),
+                Vec::new(),
+            ),
         ];
         for (how, table) in [("paced", paced), ("flat", flat)] {
             for route in ROUTES {
@@ -593,8 +631,11 @@ impl Bench {
                 series[0].1.push(get(cs, Ask::Identity));
                 series[1].1.push(get(cs, Ask::Compressed));
                 series[2].1.push(get(axum, Ask::Compressed));
+                series[3].1.push(get(Kind::PyWs.name(), Ask::Compressed));
             }
         }
+        // A peer not measured (python skipped) has no bars and no legend entry.
+        series.retain(|(_, values)| values.iter().any(Option::is_some));
         plot::bars(
             &self.plan.results.join("compression-bytes-per-chunk.svg"),
             "bytes per chunk on the wire (HTTP/1.1 chunk framing and WebSocket frame headers in)",
