@@ -309,10 +309,12 @@ impl Bench {
     ) {
         let (rate_unit, cpu_unit, decimals) = units;
         let label = self.plan.compare_label.clone().unwrap_or_default();
+        let time_unit = cpu_unit.split(' ').next().unwrap_or_default();
         self.report.row(
             format!("{work}: after vs before (`{label}`)"),
             format!(
-                "after {} {rate_unit} ({:.decimals$} {cpu_unit}); before {} ({:.decimals$})",
+                "after {} {rate_unit} ({:.decimals$} {cpu_unit}); before {} ({:.decimals$} \
+                 {time_unit})",
                 si(median(after.0)),
                 median(after.1),
                 si(median(before.0)),
