@@ -603,6 +603,17 @@ impl Sink for LineCounter {
     }
 }
 
+/// Keeps the whole body (for small answers such as `/metrics`).
+#[derive(Debug, Default)]
+pub struct Collect(pub Vec<u8>);
+
+impl Sink for Collect {
+    fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
+        self.0.extend_from_slice(bytes);
+        ControlFlow::Continue(())
+    }
+}
+
 /// Stops at the first body byte: the time to first chunk of `/stream`.
 #[derive(Debug, Default)]
 pub struct FirstByte;
@@ -847,14 +858,6 @@ pub const WS_CLOSE: [u8; 8] = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Collect(Vec<u8>);
-    impl Sink for Collect {
-        fn data(&mut self, bytes: &[u8]) -> ControlFlow<usize> {
-            self.0.extend_from_slice(bytes);
-            ControlFlow::Continue(())
-        }
-    }
 
     #[test]
     fn chunked_decoding_survives_any_split() {

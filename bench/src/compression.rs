@@ -172,6 +172,11 @@ impl Bench {
             "start={PACED_START}&count={end}&interval_ms={}",
             interval.as_millis()
         );
+        // The server's own count of what it sent, to hold against the client's.
+        let metric_before = load::bytes_sent_metric(peers.chunkstream.addr)
+            .await
+            .unwrap_or_default();
+        let mut client_sent: BTreeMap<(String, String), u64> = BTreeMap::new();
         // Paced: every stream at once (they are light), each chunk flushed alone.
         let reads = futures_util::future::join_all(peers.byte_loads().into_iter().map(
             |(server, route, ask)| {
@@ -198,6 +203,11 @@ impl Bench {
                 read.sent_bytes as f64 / read.chunks as f64,
                 read.wire_bytes as f64 / read.chunks as f64
             );
+            if k.0 == Kind::Chunkstream.name() {
+                *client_sent
+                    .entry(metric_key(k.1, read.negotiated))
+                    .or_default() += read.sent_bytes;
+            }
             paced.insert(k, PerChunk::new(&read, Some(interval)));
         }
         // Flat out: one after the other, each read whole.
@@ -224,8 +234,17 @@ impl Bench {
                 read.sent_bytes as f64 / read.chunks as f64,
                 read.wire_bytes as f64 / read.chunks as f64
             );
+            if k.0 == Kind::Chunkstream.name() {
+                *client_sent
+                    .entry(metric_key(k.1, read.negotiated))
+                    .or_default() += read.sent_bytes;
+            }
             flat.insert(k, PerChunk::new(&read, None));
         }
+        let metric_after = load::bytes_sent_metric(peers.chunkstream.addr)
+            .await
+            .unwrap_or_default();
+        self.metric_row(&client_sent, &metric_before, &metric_after);
         let cs = peers.chunkstream.kind.name();
         let axum = peers.axum_gzip.kind.name();
         let python = Kind::PyWs.name();
@@ -323,6 +342,47 @@ impl Bench {
             }
         }
         Ok((paced, flat))
+    }
+
+    /// A row holding `chunkstream_bytes_sent_total` (its growth while the bytes were
+    /// counted) against what the client received of each transport and encoding.
+    fn metric_row(
+        &mut self,
+        client: &BTreeMap<(String, String), u64>,
+        before: &BTreeMap<(String, String), u64>,
+        after: &BTreeMap<(String, String), u64>,
+    ) {
+        if after.is_empty() {
+            self.report.row(
+                "compression: `chunkstream_bytes_sent_total` against the client's count",
+                "the server has no such metric",
+                "",
+                "",
+                Status::Info,
+            );
+            return;
+        }
+        let mut parts = Vec::new();
+        let mut http_equal = true;
+        for (series, &received) in client {
+            let counted =
+                after.get(series).copied().unwrap_or(0) - before.get(series).copied().unwrap_or(0);
+            if series.0 != "ws" {
+                http_equal &= counted == received;
+            }
+            parts.push(format!(
+                "{} {}: server {counted} B, client {received} B",
+                series.0, series.1
+            ));
+        }
+        self.report.row(
+            "compression: `chunkstream_bytes_sent_total` against the client's count (the paced \
+             and flat streams above)",
+            parts.join("; "),
+            "HTTP: the body without chunk framing; WS: the messages' payload",
+            "HTTP series equal",
+            Status::check(http_equal),
+        );
     }
 
     /// Server CPU per chunk of whole streams read flat out, run by run, every load
@@ -644,6 +704,17 @@ impl Bench {
             &series,
         )
     }
+}
+
+/// The `chunkstream_bytes_sent_total` labels of a stream of `route` (its table name) that
+/// came `negotiated`.
+fn metric_key(route: &str, negotiated: &str) -> (String, String) {
+    let transport = route.to_ascii_lowercase();
+    let encoding = match negotiated {
+        "permessage-deflate" => "deflate",
+        other => other,
+    };
+    (transport, encoding.to_owned())
 }
 
 /// A table as JSON: `{"server": {"route": {"ask": value}}}`.

@@ -21,8 +21,8 @@ use tokio::{
 };
 
 use crate::client::{
-    BodyEnd, Conn, ContentEncoding, FirstByte, Gunzip, Head, LineCounter, Sink, SseCounter,
-    WS_CLOSE, WS_DEFLATE_OFFER, WsCounter, ws_upgrade_request,
+    BodyEnd, Collect, Conn, ContentEncoding, FirstByte, Gunzip, Head, LineCounter, Sink,
+    SseCounter, WS_CLOSE, WS_DEFLATE_OFFER, WsCounter, ws_upgrade_request,
 };
 
 /// The three transports.
@@ -874,6 +874,43 @@ pub async fn held_asking(
     Ok(held)
 }
 
+/// chunkstream's `chunkstream_bytes_sent_total{transport, encoding}` from its `/metrics`:
+/// `(transport, encoding)` → bytes. Empty when the server has no such series (older builds).
+pub async fn bytes_sent_metric(
+    addr: SocketAddr,
+) -> anyhow::Result<std::collections::BTreeMap<(String, String), u64>> {
+    let mut conn = Conn::connect(addr).await?;
+    conn.get("/metrics", "").await?;
+    let head = conn.read_head().await?;
+    ensure!(head.status == 200, "/metrics answered {}", head.status);
+    let mut body = Collect::default();
+    timeout(Duration::from_secs(10), conn.read_body(&mut body, None))
+        .await
+        .context("/metrics took over 10 s")??;
+    Ok(parse_bytes_sent(&String::from_utf8_lossy(&body.0)))
+}
+
+/// The `chunkstream_bytes_sent_total` series of a Prometheus text exposition.
+fn parse_bytes_sent(text: &str) -> std::collections::BTreeMap<(String, String), u64> {
+    let label = |labels: &str, name: &str| {
+        labels.split(',').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().trim_matches('"').to_owned())
+        })
+    };
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("chunkstream_bytes_sent_total{")?;
+            let (labels, value) = rest.split_once('}')?;
+            let value = value.trim().parse::<f64>().ok()? as u64;
+            Some((
+                (label(labels, "transport")?, label(labels, "encoding")?),
+                value,
+            ))
+        })
+        .collect()
+}
+
 /// `TcpExt: ListenOverflows` from `/proc/net/netstat` (0 when unreadable).
 fn listen_overflows() -> u64 {
     let Ok(netstat) = std::fs::read_to_string("/proc/net/netstat") else {
@@ -889,4 +926,21 @@ fn listen_overflows() -> u64 {
         .find(|(name, _)| *name == "ListenOverflows")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_sent_series_are_read_from_the_exposition() {
+        let text = "# TYPE chunkstream_bytes_sent_total counter\n\
+            chunkstream_bytes_sent_total{transport=\"sse\",encoding=\"gzip\"} 1234\n\
+            chunkstream_bytes_sent_total{encoding=\"identity\",transport=\"text\"} 5e3\n\
+            chunkstream_chunks_sent_total{transport=\"sse\"} 7\n";
+        let series = parse_bytes_sent(text);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[&("sse".to_owned(), "gzip".to_owned())], 1234);
+        assert_eq!(series[&("text".to_owned(), "identity".to_owned())], 5000);
+    }
 }
