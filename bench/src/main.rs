@@ -84,8 +84,9 @@ struct AllArgs {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A second chunkstream binary (e.g. the release before a change) measured beside the
-    /// first, interleaved in every throughput scenario and in sse-held: "before" to the
-    /// first's "after", with same-run ratios after / before.
+    /// first: interleaved in every throughput scenario, and in memory and sse-held (not in
+    /// slow-reader, stalled or compression): "before" to the first's "after", with same-run
+    /// ratios after / before.
     #[arg(long)]
     compare_bin: Option<PathBuf>,
     /// What to call the `--compare-bin` binary in the results (default: its file name).
@@ -337,7 +338,7 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     if let (Some(bin), Some(label)) = (&args.compare_bin, &plan.compare_label) {
         header.push_str(&format!(
             "- before: `{label}` = {} (--compare-bin), measured beside the server in the \
-             throughput scenarios and sse-held; ratios are after / before\n",
+             throughput scenarios, memory and sse-held; ratios are after / before\n",
             bin.display()
         ));
     }

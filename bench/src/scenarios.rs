@@ -577,53 +577,77 @@ impl Bench {
     /// RSS while streaming 100 M chunks vs while streaming 1 k (each on a fresh server).
     async fn memory(&mut self) -> anyhow::Result<()> {
         let mut series = Vec::new();
-        let mut peaks = Vec::new();
+        let mut raw = Vec::new();
         let small_interval = self.plan.small_interval.as_millis();
-        for (label, query, cap) in [
-            (
-                format!("1 k chunks, {small_interval} ms apart"),
-                format!("count=1000&interval_ms={small_interval}"),
-                Duration::from_secs(60),
-            ),
-            (
-                "100 M chunks, flat out".to_owned(),
-                "count=100000000".to_owned(),
-                self.plan.big_cap,
-            ),
-        ] {
-            let server = self.launcher.start(Kind::Chunkstream).await?;
-            let idle = server.rss_kib().unwrap_or(0);
-            let (points, lines, secs) = stream_sampling_rss(&server, &query, cap).await?;
-            let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
-            println!(
-                "  {label}: idle {idle} KiB, peak {peak:.0} KiB, {lines} lines in {secs:.1} s"
-            );
-            peaks.push((label.clone(), idle, peak, lines));
-            series.push(Series {
-                name: label,
-                points: points.iter().map(|&(t, kib)| (t, kib / 1024.0)).collect(),
-            });
+        let mut kinds = vec![Kind::Chunkstream];
+        if self.plan.compare_label.is_some() {
+            kinds.push(Kind::Compare);
         }
-        let diff_kib = peaks[1].2 - peaks[0].2;
-        self.report.row(
-            "memory vs stream size (RSS while streaming)",
-            format!(
-                "peak {:.1} MiB with 1 k chunks; {:.1} MiB with 100 M ({} lines read)",
-                peaks[0].2 / 1024.0,
-                peaks[1].2 / 1024.0,
-                si(peaks[1].3 as f64),
-            ),
-            format!("100 M − 1 k: {:+.0} KiB", diff_kib),
-            "within 1 MiB",
-            Status::check(diff_kib.abs() <= 1024.0),
-        );
-        self.report.raw(
-            "memory_rss_kib",
-            serde_json::json!(
-                peaks.iter().map(|p| serde_json::json!({"stream": p.0, "idle": p.1, "peak": p.2, "lines": p.3}))
-                    .collect::<Vec<_>>()
-            ),
-        );
+        for kind in kinds {
+            let mut peaks = Vec::new();
+            for (label, query, cap) in [
+                (
+                    format!("1 k chunks, {small_interval} ms apart"),
+                    format!("count=1000&interval_ms={small_interval}"),
+                    Duration::from_secs(60),
+                ),
+                (
+                    "100 M chunks, flat out".to_owned(),
+                    "count=100000000".to_owned(),
+                    self.plan.big_cap,
+                ),
+            ] {
+                let server = self.launcher.start(kind).await?;
+                let idle = server.rss_kib().unwrap_or(0);
+                let (points, lines, secs) = stream_sampling_rss(&server, &query, cap).await?;
+                let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+                println!(
+                    "  {} {label}: idle {idle} KiB, peak {peak:.0} KiB, {lines} lines in {secs:.1} s",
+                    kind.name()
+                );
+                peaks.push((label.clone(), idle, peak, lines));
+                series.push(Series {
+                    name: match kind {
+                        Kind::Compare => format!("before: {label}"),
+                        _ => label,
+                    },
+                    points: points.iter().map(|&(t, kib)| (t, kib / 1024.0)).collect(),
+                });
+            }
+            let diff_kib = peaks[1].2 - peaks[0].2;
+            let (work, target, status) = match kind {
+                Kind::Compare => (
+                    format!(
+                        "memory vs stream size (RSS while streaming): before (`{}`)",
+                        self.plan.compare_label.clone().unwrap_or_default()
+                    ),
+                    "same run",
+                    Status::Info,
+                ),
+                _ => (
+                    "memory vs stream size (RSS while streaming)".to_owned(),
+                    "within 1 MiB",
+                    Status::check(diff_kib.abs() <= 1024.0),
+                ),
+            };
+            self.report.row(
+                work,
+                format!(
+                    "peak {:.1} MiB with 1 k chunks; {:.1} MiB with 100 M ({} lines read)",
+                    peaks[0].2 / 1024.0,
+                    peaks[1].2 / 1024.0,
+                    si(peaks[1].3 as f64),
+                ),
+                format!("100 M − 1 k: {:+.0} KiB", diff_kib),
+                target,
+                status,
+            );
+            raw.extend(peaks.iter().map(|p| {
+                serde_json::json!({"server": kind.name(), "stream": p.0, "idle": p.1,
+                                   "peak": p.2, "lines": p.3})
+            }));
+        }
+        self.report.raw("memory_rss_kib", raw);
         plot::lines(
             &self.plan.results.join("rss-vs-stream-size.svg"),
             "chunkstream RSS while streaming: 1 k vs 100 M chunks",
