@@ -51,7 +51,10 @@ struct PerChunk {
     decoded_total: u64,
     /// Lag of each chunk after the first: arrival − (first arrival + k × interval), ms
     /// (paced streams only).
+    #[serde(skip)]
     lag_ms: Vec<f64>,
+    /// Its median, 99th percentile and largest, ms (for the results file).
+    lag_ms_p50_p99_max: [f64; 3],
 }
 
 impl PerChunk {
@@ -76,6 +79,11 @@ impl PerChunk {
             wire: read.wire_bytes as f64 / chunks,
             decoded: read.decoded_bytes as f64 / chunks,
             decoded_total: read.decoded_bytes,
+            lag_ms_p50_p99_max: [
+                median(&lag_ms),
+                percentile(&lag_ms, 99.0),
+                percentile(&lag_ms, 100.0),
+            ],
             lag_ms,
         }
     }

@@ -1,5 +1,7 @@
-//! The loads: one stream read flat out, many streams read flat out for a while, a wrk-style
-//! keep-alive request loop, thousands of held paced streams, first-chunk latency.
+//! The loads: one stream read flat out, many streams read flat out for a while or whole, a
+//! wrk-style keep-alive request loop, thousands of held paced streams, first-chunk latency.
+//! Each can ask for its streams compressed ([`Ask`]): they are then decoded as they arrive,
+//! and a chunk counts once it has decoded.
 //!
 //! Every load is bounded in count and time and stops by itself.
 

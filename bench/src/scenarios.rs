@@ -1,6 +1,8 @@
 //! The scenarios of issue 7's targets table: each runs its load against chunkstream and the
 //! baselines, several times, interleaved (so the machine's noise hits every server alike),
-//! and reports medians and same-run ratios.
+//! and reports medians and same-run ratios. With `--compare-bin`, a second chunkstream
+//! ("before") is interleaved too, and each scenario adds a row of after / before ratios.
+//! The compression scenario is in `compression.rs`.
 
 use std::{path::PathBuf, time::Duration};
 
