@@ -3,107 +3,24 @@
 //! line (gevent workers, one per core, as Flask is deployed for streaming).
 
 use std::{
-    fs,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use anyhow::{Context, bail};
+use crate::venv::Venv;
 
 /// The pinned requirements, from `bench/flask-requirements.txt`.
 const REQUIREMENTS: &str = include_str!("../flask-requirements.txt");
-/// The file in the venv that records which requirements it was made from.
-const STAMP: &str = "chunkstream-bench-requirements.txt";
 
-/// A Python environment with Flask, gunicorn and gevent installed.
-#[derive(Debug, Clone)]
-pub struct Venv {
-    /// The venv's directory.
-    pub dir: PathBuf,
-    /// `python --version` of its interpreter, e.g. `Python 3.11.7`.
-    pub python_version: String,
+/// The Flask original's venv in `dir`, made with `python` when missing or stale.
+pub fn venv(dir: &Path, python: &str) -> anyhow::Result<Venv> {
+    Venv::ensure(dir, python, REQUIREMENTS, "the Flask original")
 }
 
-impl Venv {
-    /// The venv in `dir`, made with `python` and the pinned requirements when it is missing
-    /// or was made from other requirements; says what it does.
-    pub fn ensure(dir: &Path, python: &str) -> anyhow::Result<Self> {
-        let stamp = dir.join(STAMP);
-        let current = fs::read_to_string(&stamp).is_ok_and(|s| s == REQUIREMENTS);
-        if !current {
-            if dir.exists() {
-                println!(
-                    "the Python environment in {} was made from other requirements: remaking it",
-                    dir.display()
-                );
-                fs::remove_dir_all(dir)
-                    .with_context(|| format!("cannot remove {}", dir.display()))?;
-            } else {
-                println!(
-                    "no Python environment for the Flask original yet: making one in {} \
-                     ({python} -m venv, then pip install of bench/flask-requirements.txt from PyPI)",
-                    dir.display()
-                );
-            }
-            make(dir, python)?;
-            fs::write(&stamp, REQUIREMENTS)?;
-            println!("Python environment ready in {}", dir.display());
-        }
-        let out = Command::new(dir.join("bin/python"))
-            .arg("--version")
-            .output()
-            .context("cannot run the venv's python")?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            python_version: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        })
-    }
-
-    /// The pinned `name==version` requirements, for the results' header.
-    pub fn pinned() -> Vec<&'static str> {
-        pinned(REQUIREMENTS)
-    }
-}
-
-/// `python -m venv dir`, then `pip install -r` the requirements (written next to it).
-fn make(dir: &Path, python: &str) -> anyhow::Result<()> {
-    let status = Command::new(python)
-        .args(["-m", "venv"])
-        .arg(dir)
-        .status()
-        .with_context(|| format!("cannot run {python} (pass --python, or --skip-python)"))?;
-    if !status.success() {
-        bail!("`{python} -m venv {}` failed", dir.display());
-    }
-    let requirements = dir.join("requirements.txt");
-    fs::write(&requirements, REQUIREMENTS)?;
-    let status = Command::new(dir.join("bin/pip"))
-        .args([
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-            "-r",
-        ])
-        .arg(&requirements)
-        .status()
-        .context("cannot run the venv's pip")?;
-    if !status.success() {
-        // A half-made venv must not pass for a ready one next time.
-        let _ = fs::remove_dir_all(dir);
-        bail!("pip could not install bench/flask-requirements.txt (is PyPI reachable?)");
-    }
-    Ok(())
-}
-
-/// The `name==version` lines of a requirements file.
-fn pinned(requirements: &str) -> Vec<&str> {
-    requirements
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
+/// The pinned `name==version` requirements, for the results' header.
+pub fn pinned() -> Vec<&'static str> {
+    crate::venv::pinned(REQUIREMENTS)
 }
 
 /// How to serve `bench/flask_app.py` with gunicorn.
@@ -154,18 +71,14 @@ mod tests {
 
     #[test]
     fn every_requirement_is_pinned_to_a_version() {
-        let pins = pinned(REQUIREMENTS);
+        let pins = pinned();
         for name in ["flask", "gunicorn", "gevent", "werkzeug", "greenlet"] {
             assert!(
                 pins.iter().any(|p| p.starts_with(&format!("{name}=="))),
                 "{name} is not pinned"
             );
         }
-        for pin in pins {
-            let (name, version) = pin.split_once("==").expect("name==version");
-            assert!(!name.is_empty() && !version.is_empty(), "`{pin}`");
-            assert!(!version.contains(['*', '<', '>', ',']), "`{pin}`");
-        }
+        crate::venv::tests::assert_pinned(&pins);
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! Layout:
 //! - `baseline/`: the servers to compare with (`serve-axum`, `serve-floor` subcommands).
 //! - `flask`: the Flask original's Python environment and gunicorn command line
-//!   (the app itself is `bench/flask_app.py`).
+//!   (the app itself is `bench/flask_app.py`); `pyws`: python `websockets` holding streams
+//!   (`bench/ws_held.py`), a peer in the compression scenario; `venv`: their environments.
 //! - `client`: raw HTTP/1.1 connections, a chunked decoder and chunk counters.
 //! - `load`: the loads (flat out, request loop, held streams, first chunk, drift).
 //! - `procs`: servers as child processes; RSS and CPU time of their process trees.
-//! - `scenarios`: the targets table, run by run; `seed`: chunkstream beside Flask;
+//! - `scenarios`: the targets table, run by run; `compression`: its compression scenario;
+//!   `seed`: chunkstream beside Flask;
 //!   `report` and `plot`: the output.
 //!
 //! `cargo run --release -p chunkstream-bench -- all` builds the server and runs everything;
@@ -19,13 +21,16 @@
 
 mod baseline;
 mod client;
+mod compression;
 mod flask;
 mod load;
 mod plot;
 mod procs;
+mod pyws;
 mod report;
 mod scenarios;
 mod seed;
+mod venv;
 
 use std::{
     net::SocketAddr,
@@ -57,6 +62,9 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3001")]
         addr: SocketAddr,
+        /// Add tower-http's `CompressionLayer` (gzip) on every route, the idiomatic way.
+        #[arg(long)]
+        gzip: bool,
     },
     /// Serve the bare hyper floor (`/stream` only).
     ServeFloor {
@@ -72,9 +80,25 @@ struct AllArgs {
     #[command(flatten)]
     run: RunArgs,
     /// Only these scenarios (comma-separated): text-10m, jsonl-10m, text-defaults, sse-flat,
-    /// ws-flat, first-chunk, drift, memory, slow-reader, stalled, sse-held.
+    /// ws-flat, first-chunk, drift, memory, slow-reader, stalled, sse-held, compression.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// A second chunkstream binary (e.g. the release before a change) measured beside the
+    /// first: interleaved in every throughput scenario, and in memory and sse-held (not in
+    /// slow-reader, stalled or compression): "before" to the first's "after", with same-run
+    /// ratios after / before.
+    #[arg(long)]
+    compare_bin: Option<PathBuf>,
+    /// What to call the `--compare-bin` binary in the results (default: its file name).
+    #[arg(long, requires = "compare_bin")]
+    compare_label: Option<String>,
+    /// The Python interpreter that makes the venv of the python `websockets` peer in the
+    /// compression scenario (3.9 or newer).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Skip the python `websockets` peer of the compression scenario.
+    #[arg(long)]
+    skip_python: bool,
     /// SSE streams to hold in the 1-event-per-5-s scenario (default 10 000; 2 000 quick).
     #[arg(long)]
     sse_conns: Option<usize>,
@@ -148,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Cmd::ServeAxum { addr } => runtime.block_on(baseline::axum_app::serve(addr)),
+        Cmd::ServeAxum { addr, gzip } => runtime.block_on(baseline::axum_app::serve(addr, gzip)),
         Cmd::ServeFloor { addr } => runtime.block_on(baseline::floor::serve(addr)),
         Cmd::All(args) => runtime.block_on(run_all(args)),
         Cmd::Seed(args) => runtime.block_on(run_seed(args)),
@@ -180,6 +204,8 @@ fn setup(args: &RunArgs) -> anyhow::Result<Setup> {
     };
     let launcher = procs::Launcher {
         chunkstream_bin,
+        compare_bin: None,
+        python_ws: None,
         chunkstream_log: args.server_log.clone(),
         chunkstream_env: args.server_env.clone(),
         external,
@@ -217,7 +243,7 @@ async fn run_seed(args: SeedArgs) -> anyhow::Result<()> {
     if args.skip_python {
         println!("--skip-python: measuring chunkstream alone");
     } else {
-        let venv = flask::Venv::ensure(&target_dir()?.join("flask-venv"), &args.python)?;
+        let venv = flask::venv(&target_dir()?.join("flask-venv"), &args.python)?;
         launcher.flask = Some(flask::Gunicorn {
             venv,
             app_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
@@ -243,7 +269,7 @@ async fn run_seed(args: SeedArgs) -> anyhow::Result<()> {
             "- Flask original: `bench/flask_app.py`, {}, packages {}; \
              `gunicorn {}` (one gevent worker per core; access log off, gunicorn's default)\n",
             g.venv.python_version,
-            flask::Venv::pinned()
+            flask::pinned()
                 .iter()
                 .map(|p| format!("`{p}`"))
                 .collect::<Vec<_>>()
@@ -276,8 +302,9 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     let Setup {
         repo,
         fd_limit,
-        launcher,
+        mut launcher,
     } = setup(&args.run)?;
+    launcher.compare_bin = args.compare_bin.clone();
     let mut plan = if args.run.quick {
         scenarios::Plan::quick(args.results.clone())
     } else {
@@ -292,9 +319,29 @@ async fn run_all(args: AllArgs) -> anyhow::Result<()> {
     if args.no_sse_max {
         plan.sse_max = None;
     }
+    plan.compare_label = args.compare_bin.as_ref().map(|bin| {
+        args.compare_label.clone().unwrap_or_else(|| {
+            bin.file_name()
+                .map_or_else(|| bin.display().to_string(), |n| n.to_string_lossy().into())
+        })
+    });
+    let compression = args.only.is_empty() || args.only.iter().any(|o| o == "compression");
+    if compression && !args.skip_python {
+        launcher.python_ws = Some(pyws::PyWs::ensure(
+            &target_dir()?.join("websockets-venv"),
+            &args.python,
+        )?);
+    }
     std::fs::create_dir_all(&plan.results)?;
 
-    let header = header(&repo, &args.run, fd_limit);
+    let mut header = header(&repo, &args.run, fd_limit);
+    if let (Some(bin), Some(label)) = (&args.compare_bin, &plan.compare_label) {
+        header.push_str(&format!(
+            "- before: `{label}` = {} (--compare-bin), measured beside the server in the \
+             throughput scenarios, memory and sse-held; ratios are after / before\n",
+            bin.display()
+        ));
+    }
     println!("{header}");
     let mut bench = scenarios::Bench {
         launcher,

@@ -19,12 +19,20 @@ use anyhow::{Context, bail};
 pub enum Kind {
     /// chunkstream itself.
     Chunkstream,
+    /// A second chunkstream binary measured beside the first (`--compare-bin`): "before".
+    Compare,
     /// The idiomatic axum baseline.
     Axum,
+    /// The same axum app with tower-http's `CompressionLayer` (gzip) on every route.
+    AxumGzip,
     /// The bare hyper floor.
     Floor,
     /// The seed article's Flask app under gunicorn with gevent workers.
     Flask,
+    /// python `websockets` holding streams with its default permessage-deflate.
+    PyWs,
+    /// The same, with compression declined.
+    PyWsPlain,
 }
 
 impl Kind {
@@ -32,9 +40,13 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Chunkstream => "chunkstream",
+            Kind::Compare => "chunkstream (before)",
             Kind::Axum => "axum",
+            Kind::AxumGzip => "axum + CompressionLayer",
             Kind::Floor => "hyper floor",
             Kind::Flask => "Flask",
+            Kind::PyWs => "python websockets",
+            Kind::PyWsPlain => "python websockets, no compression",
         }
     }
 }
@@ -54,6 +66,8 @@ pub const CHUNKSTREAM_LIFTED_LIMITS: &[(&str, &str)] = &[
 pub struct Launcher {
     /// The chunkstream binary.
     pub chunkstream_bin: PathBuf,
+    /// A second chunkstream binary to measure beside it, as "before", if any.
+    pub compare_bin: Option<PathBuf>,
     /// `RUST_LOG` for chunkstream (its default, `info`, logs one line per stream).
     pub chunkstream_log: String,
     /// Extra environment for chunkstream.
@@ -65,6 +79,8 @@ pub struct Launcher {
     pub log_dir: PathBuf,
     /// How to serve the Flask original, when it is measured.
     pub flask: Option<crate::flask::Gunicorn>,
+    /// How to serve python `websockets`, when it is measured.
+    pub python_ws: Option<crate::pyws::PyWs>,
 }
 
 /// A running server under test; killed when dropped.
@@ -99,8 +115,15 @@ impl Launcher {
         let log = fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = match kind {
-            Kind::Chunkstream => {
-                let mut c = Command::new(&self.chunkstream_bin);
+            Kind::Chunkstream | Kind::Compare => {
+                let bin = match kind {
+                    Kind::Compare => self
+                        .compare_bin
+                        .as_ref()
+                        .context("no binary to compare with (--compare-bin)")?,
+                    _ => &self.chunkstream_bin,
+                };
+                let mut c = Command::new(bin);
                 c.arg("--addr")
                     .arg(addr.to_string())
                     .envs(CHUNKSTREAM_LIFTED_LIMITS.iter().copied())
@@ -118,15 +141,23 @@ impl Launcher {
                 c.process_group(0);
                 c
             }
-            Kind::Axum | Kind::Floor => {
+            Kind::PyWs | Kind::PyWsPlain => self
+                .python_ws
+                .as_ref()
+                .context("python websockets is not set up (--skip-python?)")?
+                .command(addr, kind == Kind::PyWs),
+            Kind::Axum | Kind::AxumGzip | Kind::Floor => {
                 let mut c = Command::new(std::env::current_exe()?);
-                c.arg(if kind == Kind::Axum {
-                    "serve-axum"
-                } else {
+                c.arg(if kind == Kind::Floor {
                     "serve-floor"
+                } else {
+                    "serve-axum"
                 })
                 .arg("--addr")
                 .arg(addr.to_string());
+                if kind == Kind::AxumGzip {
+                    c.arg("--gzip");
+                }
                 c
             }
         };

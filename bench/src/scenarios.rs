@@ -1,6 +1,8 @@
 //! The scenarios of issue 7's targets table: each runs its load against chunkstream and the
 //! baselines, several times, interleaved (so the machine's noise hits every server alike),
-//! and reports medians and same-run ratios.
+//! and reports medians and same-run ratios. With `--compare-bin`, a second chunkstream
+//! ("before") is interleaved too, and each scenario adds a row of after / before ratios.
+//! The compression scenario is in `compression.rs`.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -38,8 +40,25 @@ pub struct Plan {
     pub stall: Duration,
     /// Streams nobody reads, per transport, in the stalled-clients scenario.
     pub stalled_conns: usize,
+    /// The compression scenario's sizes.
+    pub compression: CompressionPlan,
+    /// What the `--compare-bin` server is called, when one is measured beside chunkstream.
+    pub compare_label: Option<String>,
     /// Where plots go.
     pub results: PathBuf,
+}
+
+/// How much the compression scenario measures.
+#[derive(Debug, Clone)]
+pub struct CompressionPlan {
+    /// Chunks of each paced stream (each flushed alone).
+    pub paced_chunks: u64,
+    /// Their interval.
+    pub paced_interval: Duration,
+    /// Chunks of each flat-out stream whose bytes are counted.
+    pub flat_chunks: u64,
+    /// Streams held (one chunk per 5 s) per transport and encoding.
+    pub held: usize,
 }
 
 impl Plan {
@@ -62,6 +81,13 @@ impl Plan {
             big_cap: Duration::from_secs(20),
             stall: Duration::from_secs(10),
             stalled_conns: 500,
+            compression: CompressionPlan {
+                paced_chunks: 2_000,
+                paced_interval: Duration::from_millis(2),
+                flat_chunks: 300_000,
+                held: 2_000,
+            },
+            compare_label: None,
             results,
         }
     }
@@ -80,6 +106,13 @@ impl Plan {
             big_cap: Duration::from_secs(6),
             stall: Duration::from_secs(10),
             stalled_conns: 200,
+            compression: CompressionPlan {
+                paced_chunks: 2_000,
+                paced_interval: Duration::from_millis(2),
+                flat_chunks: 200_000,
+                held: 1_000,
+            },
+            compare_label: None,
             results,
         }
     }
@@ -100,7 +133,7 @@ pub struct Bench {
 const HAND_BACK_WITHIN: Duration = Duration::from_secs(20);
 
 /// The scenario names `--only` accepts, in the order `all` runs them.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "text-10m",
     "jsonl-10m",
     "text-defaults",
@@ -112,6 +145,7 @@ pub const NAMES: [&str; 11] = [
     "slow-reader",
     "stalled",
     "sse-held",
+    "compression",
 ];
 
 impl Bench {
@@ -125,6 +159,10 @@ impl Bench {
                 chunkstream: self.launcher.start(Kind::Chunkstream).await?,
                 floor: self.launcher.start(Kind::Floor).await?,
                 axum: self.launcher.start(Kind::Axum).await?,
+                compare: match self.plan.compare_label {
+                    Some(_) => Some(self.launcher.start(Kind::Compare).await?),
+                    None => None,
+                },
             })
         } else {
             None
@@ -146,6 +184,7 @@ impl Bench {
                 ("slow-reader", _) => self.slow_reader().await,
                 ("stalled", _) => self.stalled().await,
                 ("sse-held", _) => self.sse_held().await,
+                ("compression", _) => self.compression().await,
                 _ => Ok(()),
             };
             if let Err(e) = result {
@@ -197,9 +236,9 @@ impl Bench {
         target: &str,
     ) -> anyhow::Result<[Vec<f64>; 3]> {
         const COUNT: u64 = 10_000_000;
-        let mut rates: [Vec<f64>; 3] = Default::default();
-        let mut cpu: [Vec<f64>; 3] = Default::default();
-        let order = [&s.chunkstream, &s.floor, &s.axum];
+        let order = s.in_order(&[&s.chunkstream, &s.floor, &s.axum]);
+        let mut rates = vec![Vec::new(); order.len()];
+        let mut cpu = vec![Vec::new(); order.len()];
         for run in 0..self.plan.runs {
             for (i, server) in order.iter().enumerate() {
                 let before = server.cpu();
@@ -209,7 +248,7 @@ impl Bench {
                     cpu[i].push((a - b).as_secs_f64() * 1e9 / COUNT as f64);
                 }
                 println!(
-                    "  run {run}: {:<12} {:>8} lines/s",
+                    "  run {run}: {:<20} {:>8} lines/s",
                     server.kind.name(),
                     si(rate)
                 );
@@ -218,8 +257,9 @@ impl Bench {
         let vs_floor = ratios(&rates[0], &rates[1]);
         let vs_axum = ratios(&rates[0], &rates[2]);
         let r_floor = median(&vs_floor);
+        let work = format!("`{}?count=10000000`, 1 connection", route.path());
         self.report.row(
-            format!("`{}?count=10000000`, 1 connection", route.path()),
+            &work,
             format!(
                 "chunkstream {} lines/s ({:.0} ns CPU/line); floor {} ({:.0} ns); axum {} ({:.0} ns)",
                 si(median(&rates[0])),
@@ -237,19 +277,66 @@ impl Bench {
             Route::Jsonl => "jsonl_10m_lines_per_s",
             _ => "text_10m_lines_per_s",
         };
-        self.report.raw(
-            key,
-            serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
-                               "server_cpu_ns_per_line": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}}),
+        let mut raw = serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
+                           "server_cpu_ns_per_line": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}});
+        if order.len() > 3 {
+            self.compare_row(
+                &work,
+                ("lines/s", "ns CPU/line", 0),
+                (&rates[0], &cpu[0]),
+                (&rates[3], &cpu[3]),
+            );
+            raw["before"] = serde_json::json!(rates[3]);
+            raw["server_cpu_ns_per_line"]["before"] = serde_json::json!(cpu[3]);
+        }
+        self.report.raw(key, raw);
+        let mut three = rates.into_iter();
+        Ok([
+            three.next().unwrap_or_default(),
+            three.next().unwrap_or_default(),
+            three.next().unwrap_or_default(),
+        ])
+    }
+
+    /// A row with the `--compare-bin` server ("before") beside chunkstream ("after") in
+    /// scenario `work`: both medians and the median of the per-run ratios after / before,
+    /// of the rate and of the CPU per unit. `units` are the rate's, the CPU's and the CPU's
+    /// decimals.
+    fn compare_row(
+        &mut self,
+        work: &str,
+        units: (&str, &str, usize),
+        after: (&[f64], &[f64]),
+        before: (&[f64], &[f64]),
+    ) {
+        let (rate_unit, cpu_unit, decimals) = units;
+        let label = self.plan.compare_label.clone().unwrap_or_default();
+        let time_unit = cpu_unit.split(' ').next().unwrap_or_default();
+        self.report.row(
+            format!("{work}: after vs before (`{label}`)"),
+            format!(
+                "after {} {rate_unit} ({:.decimals$} {cpu_unit}); before {} ({:.decimals$} \
+                 {time_unit})",
+                si(median(after.0)),
+                median(after.1),
+                si(median(before.0)),
+                median(before.1),
+            ),
+            format!(
+                "after / before: {:.2}× rate, {:.2}× CPU",
+                median(&ratios(after.0, before.0)),
+                median(&ratios(after.1, before.1)),
+            ),
+            "same run (uncompressed path not slower)",
+            Status::Info,
         );
-        Ok(rates)
     }
 
     /// `/stream` with its defaults, 64 keep-alive connections, req/s.
     async fn text_defaults(&mut self, s: &Servers) -> anyhow::Result<()> {
-        let mut rates: [Vec<f64>; 3] = Default::default();
-        let mut cpu: [Vec<f64>; 3] = Default::default();
-        let order = [&s.chunkstream, &s.floor, &s.axum];
+        let order = s.in_order(&[&s.chunkstream, &s.floor, &s.axum]);
+        let mut rates = vec![Vec::new(); order.len()];
+        let mut cpu = vec![Vec::new(); order.len()];
         for run in 0..self.plan.runs {
             for (i, server) in order.iter().enumerate() {
                 let before = server.cpu();
@@ -260,7 +347,7 @@ impl Bench {
                     cpu[i].push((a - b).as_secs_f64() * 1e6 / requests);
                 }
                 println!(
-                    "  run {run}: {:<12} {:>8} req/s",
+                    "  run {run}: {:<20} {:>8} req/s",
                     server.kind.name(),
                     si(rate)
                 );
@@ -268,8 +355,9 @@ impl Bench {
         }
         let vs_axum = median(&ratios(&rates[0], &rates[2]));
         let vs_floor = median(&ratios(&rates[0], &rates[1]));
+        let work = "`/stream` defaults, 64 connections (keep-alive loop)";
         self.report.row(
-            "`/stream` defaults, 64 connections (keep-alive loop)",
+            work,
             format!(
                 "chunkstream {} req/s ({:.1} µs CPU/req); floor {} ({:.1} µs); axum {} ({:.1} µs)",
                 si(median(&rates[0])),
@@ -283,11 +371,19 @@ impl Bench {
             "≥ 1.1× axum, ≥ 0.8× floor",
             Status::check(vs_axum >= 1.1 && vs_floor >= 0.8),
         );
-        self.report.raw(
-            "text_defaults_req_per_s",
-            serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
-                               "server_cpu_us_per_req": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}}),
-        );
+        let mut raw = serde_json::json!({"chunkstream": rates[0], "floor": rates[1], "axum": rates[2],
+                           "server_cpu_us_per_req": {"chunkstream": cpu[0], "floor": cpu[1], "axum": cpu[2]}});
+        if order.len() > 3 {
+            self.compare_row(
+                work,
+                ("req/s", "µs CPU/req", 1),
+                (&rates[0], &cpu[0]),
+                (&rates[3], &cpu[3]),
+            );
+            raw["before"] = serde_json::json!(rates[3]);
+            raw["server_cpu_us_per_req"]["before"] = serde_json::json!(cpu[3]);
+        }
+        self.report.raw("text_defaults_req_per_s", raw);
         Ok(())
     }
 
@@ -301,10 +397,11 @@ impl Bench {
             self.report.row(work, "", "", target, Status::RouteMissing);
             return Ok(());
         }
-        let mut rates: [Vec<f64>; 2] = Default::default();
-        let mut cpu: [Vec<f64>; 2] = Default::default();
+        let order = s.in_order(&[&s.chunkstream, &s.axum]);
+        let mut rates = vec![Vec::new(); order.len()];
+        let mut cpu = vec![Vec::new(); order.len()];
         for run in 0..self.plan.runs {
-            for (i, server) in [&s.chunkstream, &s.axum].iter().enumerate() {
+            for (i, server) in order.iter().enumerate() {
                 let window = load::flat_out(
                     server.addr,
                     route,
@@ -318,7 +415,7 @@ impl Bench {
                 rates[i].push(rate);
                 cpu[i].extend(window.cpu_ns_per_chunk);
                 println!(
-                    "  run {run}: {:<12} {:>8} {unit}",
+                    "  run {run}: {:<20} {:>8} {unit}",
                     server.kind.name(),
                     si(rate)
                 );
@@ -345,11 +442,15 @@ impl Bench {
         } else {
             "ws_flat"
         };
-        self.report.raw(
-            key,
-            serde_json::json!({"chunkstream": rates[0], "axum": rates[1],
-                               "server_cpu_ns_per_chunk": {"chunkstream": cpu[0], "axum": cpu[1]}}),
-        );
+        let mut raw = serde_json::json!({"chunkstream": rates[0], "axum": rates[1],
+                           "server_cpu_ns_per_chunk": {"chunkstream": cpu[0], "axum": cpu[1]}});
+        if order.len() > 2 {
+            let units = (unit, "ns CPU each", 0);
+            self.compare_row(work, units, (&rates[0], &cpu[0]), (&rates[2], &cpu[2]));
+            raw["before"] = serde_json::json!(rates[2]);
+            raw["server_cpu_ns_per_chunk"]["before"] = serde_json::json!(cpu[2]);
+        }
+        self.report.raw(key, raw);
         Ok(())
     }
 
@@ -367,9 +468,10 @@ impl Bench {
                 );
                 continue;
             }
-            let mut samples: [Vec<f64>; 2] = Default::default();
+            let order = s.in_order(&[&s.chunkstream, &s.axum]);
+            let mut samples = vec![Vec::new(); order.len()];
             for _ in 0..self.plan.first_chunk_samples {
-                for (i, server) in [&s.chunkstream, &s.axum].iter().enumerate() {
+                for (i, server) in order.iter().enumerate() {
                     let took =
                         load::first_chunk(server.addr, route, "count=2&interval_ms=1000").await?;
                     samples[i].push(took.as_secs_f64() * 1e3);
@@ -388,10 +490,31 @@ impl Bench {
                 "< 2 ms",
                 Status::check(p99 < 2.0),
             );
-            raw.insert(
-                route.path().to_owned(),
-                serde_json::json!({"chunkstream_ms": samples[0], "axum_ms": samples[1]}),
-            );
+            let mut entry =
+                serde_json::json!({"chunkstream_ms": samples[0], "axum_ms": samples[1]});
+            if let Some(before) = samples.get(2) {
+                let label = self.plan.compare_label.clone().unwrap_or_default();
+                self.report.row(
+                    format!(
+                        "first chunk, interval 1 s, `{}`: after vs before (`{label}`)",
+                        route.path()
+                    ),
+                    format!(
+                        "after {:.2} ms (p99 {p99:.2}); before {:.2} ms (p99 {:.2})",
+                        median(&samples[0]),
+                        median(before),
+                        percentile(before, 99.0)
+                    ),
+                    format!(
+                        "after / before: {:.2}× (medians)",
+                        median(&samples[0]) / median(before).max(1e-9)
+                    ),
+                    "same run",
+                    Status::Info,
+                );
+                entry["before_ms"] = serde_json::json!(before);
+            }
+            raw.insert(route.path().to_owned(), entry);
         }
         self.report.raw("first_chunk", raw);
         Ok(())
@@ -409,7 +532,7 @@ impl Bench {
         }
         let mut runs = Vec::new();
         for &route in &routes {
-            for server in [&s.chunkstream, &s.axum] {
+            for server in s.in_order(&[&s.chunkstream, &s.axum]) {
                 let addr = server.addr;
                 runs.push(async move {
                     let d = load::drift(addr, route, count, interval).await;
@@ -456,53 +579,77 @@ impl Bench {
     /// RSS while streaming 100 M chunks vs while streaming 1 k (each on a fresh server).
     async fn memory(&mut self) -> anyhow::Result<()> {
         let mut series = Vec::new();
-        let mut peaks = Vec::new();
+        let mut raw = Vec::new();
         let small_interval = self.plan.small_interval.as_millis();
-        for (label, query, cap) in [
-            (
-                format!("1 k chunks, {small_interval} ms apart"),
-                format!("count=1000&interval_ms={small_interval}"),
-                Duration::from_secs(60),
-            ),
-            (
-                "100 M chunks, flat out".to_owned(),
-                "count=100000000".to_owned(),
-                self.plan.big_cap,
-            ),
-        ] {
-            let server = self.launcher.start(Kind::Chunkstream).await?;
-            let idle = server.rss_kib().unwrap_or(0);
-            let (points, lines, secs) = stream_sampling_rss(&server, &query, cap).await?;
-            let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
-            println!(
-                "  {label}: idle {idle} KiB, peak {peak:.0} KiB, {lines} lines in {secs:.1} s"
-            );
-            peaks.push((label.clone(), idle, peak, lines));
-            series.push(Series {
-                name: label,
-                points: points.iter().map(|&(t, kib)| (t, kib / 1024.0)).collect(),
-            });
+        let mut kinds = vec![Kind::Chunkstream];
+        if self.plan.compare_label.is_some() {
+            kinds.push(Kind::Compare);
         }
-        let diff_kib = peaks[1].2 - peaks[0].2;
-        self.report.row(
-            "memory vs stream size (RSS while streaming)",
-            format!(
-                "peak {:.1} MiB with 1 k chunks; {:.1} MiB with 100 M ({} lines read)",
-                peaks[0].2 / 1024.0,
-                peaks[1].2 / 1024.0,
-                si(peaks[1].3 as f64),
-            ),
-            format!("100 M − 1 k: {:+.0} KiB", diff_kib),
-            "within 1 MiB",
-            Status::check(diff_kib.abs() <= 1024.0),
-        );
-        self.report.raw(
-            "memory_rss_kib",
-            serde_json::json!(
-                peaks.iter().map(|p| serde_json::json!({"stream": p.0, "idle": p.1, "peak": p.2, "lines": p.3}))
-                    .collect::<Vec<_>>()
-            ),
-        );
+        for kind in kinds {
+            let mut peaks = Vec::new();
+            for (label, query, cap) in [
+                (
+                    format!("1 k chunks, {small_interval} ms apart"),
+                    format!("count=1000&interval_ms={small_interval}"),
+                    Duration::from_secs(60),
+                ),
+                (
+                    "100 M chunks, flat out".to_owned(),
+                    "count=100000000".to_owned(),
+                    self.plan.big_cap,
+                ),
+            ] {
+                let server = self.launcher.start(kind).await?;
+                let idle = server.rss_kib().unwrap_or(0);
+                let (points, lines, secs) = stream_sampling_rss(&server, &query, cap).await?;
+                let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+                println!(
+                    "  {} {label}: idle {idle} KiB, peak {peak:.0} KiB, {lines} lines in {secs:.1} s",
+                    kind.name()
+                );
+                peaks.push((label.clone(), idle, peak, lines));
+                series.push(Series {
+                    name: match kind {
+                        Kind::Compare => format!("before: {label}"),
+                        _ => label,
+                    },
+                    points: points.iter().map(|&(t, kib)| (t, kib / 1024.0)).collect(),
+                });
+            }
+            let diff_kib = peaks[1].2 - peaks[0].2;
+            let (work, target, status) = match kind {
+                Kind::Compare => (
+                    format!(
+                        "memory vs stream size (RSS while streaming): before (`{}`)",
+                        self.plan.compare_label.clone().unwrap_or_default()
+                    ),
+                    "same run",
+                    Status::Info,
+                ),
+                _ => (
+                    "memory vs stream size (RSS while streaming)".to_owned(),
+                    "within 1 MiB",
+                    Status::check(diff_kib.abs() <= 1024.0),
+                ),
+            };
+            self.report.row(
+                work,
+                format!(
+                    "peak {:.1} MiB with 1 k chunks; {:.1} MiB with 100 M ({} lines read)",
+                    peaks[0].2 / 1024.0,
+                    peaks[1].2 / 1024.0,
+                    si(peaks[1].3 as f64),
+                ),
+                format!("100 M − 1 k: {:+.0} KiB", diff_kib),
+                target,
+                status,
+            );
+            raw.extend(peaks.iter().map(|p| {
+                serde_json::json!({"server": kind.name(), "stream": p.0, "idle": p.1,
+                                   "peak": p.2, "lines": p.3})
+            }));
+        }
+        self.report.raw("memory_rss_kib", raw);
         plot::lines(
             &self.plan.results.join("rss-vs-stream-size.svg"),
             "chunkstream RSS while streaming: 1 k vs 100 M chunks",
@@ -652,6 +799,9 @@ impl Bench {
             (Kind::Axum, self.plan.sse_conns),
             (Kind::Floor, self.plan.sse_conns),
         ];
+        if self.plan.compare_label.is_some() {
+            sizes.push((Kind::Compare, self.plan.sse_conns));
+        }
         if let Some(max) = self.plan.sse_max.filter(|&m| m > self.plan.sse_conns) {
             sizes.push((Kind::Chunkstream, max));
         }
@@ -782,6 +932,20 @@ struct Servers {
     chunkstream: Server,
     floor: Server,
     axum: Server,
+    /// The `--compare-bin` chunkstream ("before"), if any.
+    compare: Option<Server>,
+}
+
+impl<'a> Servers {
+    /// `servers` in the order given, then the compared binary if there is one (last, so
+    /// that the indexes of the others stay put).
+    fn in_order(&'a self, servers: &[&'a Server]) -> Vec<&'a Server> {
+        servers
+            .iter()
+            .copied()
+            .chain(self.compare.as_ref())
+            .collect()
+    }
 }
 
 /// Per-run ratios `a[i] / b[i]` (same run, so the machine's state is shared).

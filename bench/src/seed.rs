@@ -669,12 +669,13 @@ mod tests {
     fn seed(flask: bool) -> Seed {
         let launcher = Launcher {
             chunkstream_bin: PathBuf::new(),
+            compare_bin: None,
             chunkstream_log: String::new(),
             chunkstream_env: Vec::new(),
             external: None,
             log_dir: PathBuf::new(),
             flask: flask.then(|| crate::flask::Gunicorn {
-                venv: crate::flask::Venv {
+                venv: crate::venv::Venv {
                     dir: PathBuf::new(),
                     python_version: String::new(),
                 },
@@ -682,6 +683,7 @@ mod tests {
                 workers: 2,
                 worker_connections: 1_000,
             }),
+            python_ws: None,
         };
         Seed::new(launcher, Plan::quick(PathBuf::new()))
     }

@@ -4,7 +4,8 @@
 //! Deliberately plain: `Body::from_stream` with one `format!`ed frame per chunk (and, for
 //! JSON Lines, one serde-serialised line per chunk), `Sse` with one serde-serialised `Event`
 //! per chunk, and a WebSocket `send` (write + flush) per message.
-//! Served by `axum::serve`, which is hyper-util's auto (HTTP/1 + HTTP/2) builder.
+//! Served by `axum::serve`, which is hyper-util's auto (HTTP/1 + HTTP/2) builder; with
+//! `--gzip`, behind tower-http's `CompressionLayer` ([`app_with_gzip`]).
 
 use std::{convert::Infallible, net::SocketAddr};
 
@@ -118,9 +119,19 @@ async fn ws(upgrade: WebSocketUpgrade, Query(q): Query<StreamQuery>) -> Response
     })
 }
 
-/// Serves the idiomatic axum app on `addr` until the process is killed.
-pub async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+/// The same routes with tower-http's `CompressionLayer`, the idiomatic way to compress axum's
+/// responses: gzip when `Accept-Encoding` asks (its default level, flate2's default backend).
+/// Its default predicate leaves `text/event-stream` alone, so `/stream/sse` stays
+/// uncompressed; a WebSocket's `101` has no body to compress.
+pub fn app_with_gzip() -> Router {
+    app().layer(tower_http::compression::CompressionLayer::new())
+}
+
+/// Serves the idiomatic axum app on `addr` until the process is killed; with `gzip`, behind
+/// [`app_with_gzip`]'s `CompressionLayer`.
+pub async fn serve(addr: SocketAddr, gzip: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app()).await?;
+    let app = if gzip { app_with_gzip() } else { app() };
+    axum::serve(listener, app).await?;
     Ok(())
 }
