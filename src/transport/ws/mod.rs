@@ -2,6 +2,7 @@
 //!
 //! One file a job:
 //! - [`handshake`]: the opening handshake of RFC 6455, checked before anything is opened;
+//! - [`extension`]: the negotiation of permessage-deflate (RFC 7692) in that handshake;
 //! - [`conn`]: the connection loop, one `select!` whose arms each call one part;
 //! - [`control`](crate::transport::control): what the client may send (pause, resume, stop);
 //! - [`ending`]: every way the stream ends, its close frame and its outcome;
@@ -17,6 +18,7 @@
 
 mod conn;
 mod ending;
+pub mod extension;
 pub mod handshake;
 mod heartbeat;
 mod messages;
