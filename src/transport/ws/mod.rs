@@ -8,6 +8,7 @@
 //! - [`ending`]: every way the stream ends, its close frame and its outcome;
 //! - [`heartbeat`]: pings for a silent peer;
 //! - [`messages`]: a chunk's text message;
+//! - [`inflate`]: the client's compressed messages inflated under tungstenite;
 //! - [`socket`]: the framing (tungstenite), its limits and the lingering close.
 //!
 //! [`run`] drives one connection from the stream's chunks until its [`Ending`], then closes
@@ -21,6 +22,7 @@ mod ending;
 pub mod extension;
 pub mod handshake;
 mod heartbeat;
+mod inflate;
 mod messages;
 mod socket;
 #[cfg(test)]
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use self::conn::Conn;
 pub use self::{
     ending::Ending,
+    inflate::Inflating,
     socket::{MAX_INCOMING, Socket, config},
 };
 use crate::streams::{Chunks, Outcome};
