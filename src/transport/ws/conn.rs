@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ending::Ending,
     heartbeat::{Beat, Heartbeat, PING_PAYLOAD},
-    messages::Messages,
+    messages::{Messages, payload_len},
     socket::{BATCH_BYTES, Socket},
 };
 use crate::{
@@ -38,13 +38,14 @@ pub struct Conn<S> {
 }
 
 impl<S: Socket> Conn<S> {
-    /// A connection over `socket`, pinging a silent peer every `ping`, ended by `shutdown`.
-    pub fn new(socket: S, ping: Duration, shutdown: CancellationToken) -> Self {
+    /// A connection over `socket` sending `messages`, pinging a silent peer every `ping`,
+    /// ended by `shutdown`.
+    pub fn new(socket: S, messages: Messages, ping: Duration, shutdown: CancellationToken) -> Self {
         Self {
             socket,
             shutdown,
             heartbeat: Heartbeat::new(ping),
-            messages: Messages::default(),
+            messages,
         }
     }
 
@@ -96,7 +97,11 @@ impl<S: Socket> Conn<S> {
                 Ok(())
             }
             Ok(Control::Stop) => Err(Ending::Stopped),
-            Err(error) => self.send(Message::text(error)).await,
+            Err(error) => {
+                let answer = self.messages.error(error);
+                chunks.wrote(payload_len(&answer));
+                self.send(answer).await
+            }
         }
     }
 
@@ -128,7 +133,7 @@ impl<S: Socket> Conn<S> {
         };
         let mut bytes = 0;
         loop {
-            bytes += self.feed_range(range).await?;
+            bytes += self.feed_range(range, chunks).await?;
             if bytes >= BATCH_BYTES {
                 return Ok(());
             }
@@ -142,15 +147,28 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Queues each chunk of `range` as a message, without flushing; returns the bytes queued.
-    async fn feed_range(&mut self, range: ChunkRange) -> Result<usize, Ending> {
-        let mut bytes = 0;
+    /// Queues each chunk of `range` as a message, without flushing, and counts the payloads
+    /// queued as written to `chunks`; returns the bytes queued.
+    async fn feed_range(
+        &mut self,
+        range: ChunkRange,
+        chunks: &mut Chunks,
+    ) -> Result<usize, Ending> {
+        let (mut bytes, mut payload) = (0, 0);
+        let mut fed = Ok(());
         for chunk in range {
-            let message = self.messages.text(chunk);
-            bytes += message.len();
-            guarded(self.socket.feed(message), &self.shutdown).await?;
+            let message = self.messages.chunk(chunk);
+            let (len, sent) = (message.len(), payload_len(&message));
+            fed = guarded(self.socket.feed(message), &self.shutdown).await;
+            if fed.is_err() {
+                break;
+            }
+            bytes += len;
+            payload += sent;
         }
-        Ok(bytes)
+        // Counted once per run: updating the counter costs more than making a message.
+        chunks.wrote(payload);
+        fed.map(|()| bytes)
     }
 
     /// Sends `message` and flushes everything queued before it.
