@@ -15,4 +15,5 @@ mod sse;
 mod text;
 mod transports;
 mod ws;
+mod ws_deflate;
 mod ws_protocol;
