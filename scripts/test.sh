@@ -37,6 +37,27 @@ if ! grep -qs "\"version\": \"$AXE_CORE_VERSION\"" "$axe_dir/node_modules/axe-co
         "axe-core@$AXE_CORE_VERSION" >/dev/null
 fi
 
-# CI=1: the tests that need Chromium, nginx, openssl or axe-core fail rather than skip if
-# they cannot run.
+# ---- python websockets: the interop test of WebSocket compression (tests/api/ws_deflate.rs
+# drives tests/api/ws_deflate.py with it). One pinned version from PyPI, in its own venv under
+# target/: nothing of it is committed. Debian's python3 needs python3-venv for a venv.
+WEBSOCKETS_VERSION=17.4
+websockets_venv="${CARGO_TARGET_DIR:-target}/python-websockets"
+if ! "$websockets_venv/bin/python" -c \
+    "import sys, websockets; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null; then
+    echo "installing python websockets $WEBSOCKETS_VERSION for the tests" >&2
+    if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+        sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+        $sudo_ apt-get update -qq
+        $sudo_ env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    fi
+    rm -rf "$websockets_venv"
+    python3 -m venv "$websockets_venv"
+    "$websockets_venv/bin/pip" install --quiet --disable-pip-version-check \
+        "websockets==$WEBSOCKETS_VERSION"
+fi
+# ---- end of python websockets
+
+# CI=1: the tests that need Chromium, nginx, openssl, axe-core or python websockets fail
+# rather than skip if they cannot run.
 CI=1 cargo test --locked --workspace --all-targets

@@ -1,11 +1,15 @@
 //! `GET /stream/ws` with permessage-deflate (RFC 7692): the negotiation, compressed streams
-//! both ways, and the limits on compressed messages.
+//! both ways, the limits on compressed messages, and python `websockets` as a client.
 //!
 //! tungstenite's client speaks no extension, so the client here is written by hand over a
 //! raw socket, as a browser behaves: it decodes the server's messages with the context kept
 //! from one to the next, and compresses its own each alone (as the answer asks).
 
-use std::time::{Duration, Instant};
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
 
 use chunkstream_zlib::{Deflate, Inflate, Wrapper};
 use tokio::{
@@ -16,7 +20,7 @@ use tokio::{
 
 use crate::{
     helpers::{
-        TestApp, WS_ACCEPT, WS_HANDSHAKE, read_head, send_head, spawn_app, spawn_app_with,
+        TestApp, WS_ACCEPT, WS_HANDSHAKE, needs, read_head, send_head, spawn_app, spawn_app_with,
         wait_until,
     },
     ws::{FRAME_DEADLINE, chunk_json, wait_for_outcome},
@@ -584,4 +588,59 @@ async fn a_compressed_client_that_stops_reading_is_ended_as_stalled() {
     })
     .await;
     assert!(bytes_sent(&app, "deflate").await > 0.0);
+}
+
+/// `target/`, or `CARGO_TARGET_DIR`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+#[tokio::test]
+async fn python_websockets_negotiates_streams_and_is_understood() {
+    // Installed at a pinned version by ./scripts/test.sh.
+    let python = target_dir().join("python-websockets/bin/python");
+    let installed = std::process::Command::new(&python)
+        .args(["-c", "import websockets"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !needs("python websockets", installed) {
+        return;
+    }
+    let app = spawn_app().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/ws_deflate.py");
+    let port = app.addr.port().to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(port)
+            .output()
+            .expect("python runs")
+    });
+    let output = timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the python client finishes")
+        .expect("no panic");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("PASS"),
+        "python websockets:\n{stdout}\n{stderr}"
+    );
+    // What the server counted of those three streams.
+    wait_until(
+        Duration::from_secs(2),
+        "the three streams' ends",
+        || async {
+            let outcome = |o| crate::helpers::outcome(&app, "ws", o);
+            outcome("completed").await == 1.0
+                && outcome("stopped").await == 1.0
+                && outcome("protocol_error").await == 1.0
+        },
+    )
+    .await;
+    assert!(bytes_sent(&app, "deflate").await > 0.0);
+    assert_eq!(bytes_sent(&app, "identity").await, 0.0);
 }
