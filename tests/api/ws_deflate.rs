@@ -644,3 +644,19 @@ async fn python_websockets_negotiates_streams_and_is_understood() {
     assert!(bytes_sent(&app, "deflate").await > 0.0);
     assert_eq!(bytes_sent(&app, "identity").await, 0.0);
 }
+
+#[tokio::test]
+async fn the_spec_documents_the_extension_in_the_101() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.expect("JSON");
+    let op = &spec["paths"]["/stream/ws"]["get"];
+    let upgrade = &op["responses"]["101"];
+    let header = &upgrade["headers"]["SEC-WEBSOCKET-EXTENSIONS"];
+    let about = header["description"].as_str().expect("a description");
+    assert!(about.contains("client_no_context_takeover"), "{about}");
+    assert_ne!(header["required"], true, "absent when nothing is agreed");
+    let closes = upgrade["description"].as_str().expect("a description");
+    assert!(closes.contains("permessage-deflate"), "{closes}");
+    let description = op["description"].as_str().expect("a description");
+    assert!(description.contains("--compression off"), "{description}");
+}

@@ -166,7 +166,7 @@ impl<S: Socket> Conn<S> {
             bytes += len;
             payload += sent;
         }
-        // Counted once per run: updating the counter costs more than making a message.
+        // Counted once per run of messages: the counter is shared with every other stream.
         chunks.wrote(payload);
         fed.map(|()| bytes)
     }
