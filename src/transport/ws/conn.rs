@@ -122,8 +122,8 @@ impl<S: Socket> Conn<S> {
 
     /// Sends the chunks of `next` and those ready after them, fed without a flush per
     /// message; flushes once the stream would wait, or leaves the batch pending once
-    /// [`BATCH_BYTES`] are fed (the loop comes back for more at once). Ends with the stream's
-    /// own ending when it comes.
+    /// [`BATCH_BYTES`] of text are fed (the loop comes back for more at once). Ends with the
+    /// stream's own ending when it comes.
     async fn send_ready(&mut self, next: Option<Next>, chunks: &mut Chunks) -> Step {
         let mut range = match next {
             Some(Next::Chunks(range)) => range,
@@ -131,10 +131,10 @@ impl<S: Socket> Conn<S> {
             // Only after an end, which ended the loop already.
             None => return Err(Ending::Done),
         };
-        let mut bytes = 0;
+        let mut text = 0;
         loop {
-            bytes += self.feed_range(range, chunks).await?;
-            if bytes >= BATCH_BYTES {
+            text += self.feed_range(range, chunks).await?;
+            if text >= BATCH_BYTES {
                 return Ok(());
             }
             match chunks.next().now_or_never() {
@@ -148,27 +148,28 @@ impl<S: Socket> Conn<S> {
     }
 
     /// Queues each chunk of `range` as a message, without flushing, and counts the payloads
-    /// queued as written to `chunks`; returns the bytes queued.
+    /// queued as written to `chunks`; returns the bytes of text queued (before compression:
+    /// see [`BATCH_BYTES`]).
     async fn feed_range(
         &mut self,
         range: ChunkRange,
         chunks: &mut Chunks,
     ) -> Result<usize, Ending> {
-        let (mut bytes, mut payload) = (0, 0);
+        let (mut text, mut payload) = (0, 0);
         let mut fed = Ok(());
         for chunk in range {
-            let message = self.messages.chunk(chunk);
-            let (len, sent) = (message.len(), payload_len(&message));
+            let (message, len) = self.messages.chunk(chunk);
+            let sent = payload_len(&message);
             fed = guarded(self.socket.feed(message), &self.shutdown).await;
             if fed.is_err() {
                 break;
             }
-            bytes += len;
+            text += len;
             payload += sent;
         }
         // Counted once per run of messages: the counter is shared with every other stream.
         chunks.wrote(payload);
-        fed.map(|()| bytes)
+        fed.map(|()| text)
     }
 
     /// Sends `message` and flushes everything queued before it.

@@ -34,20 +34,23 @@ impl Messages {
         }
     }
 
-    /// A chunk's text message: its JSON.
-    pub fn chunk(&mut self, chunk: Chunk) -> Message {
+    /// A chunk's text message (its JSON), and the length of that text, which a compressed
+    /// message carries in fewer bytes.
+    pub fn chunk(&mut self, chunk: Chunk) -> (Message, usize) {
         if self.scratch.capacity() < MESSAGE_ROOM {
             // Reclaims the buffer in place once tungstenite has dropped the earlier messages.
             self.scratch.reserve(SCRATCH);
         }
         self.writer.json(chunk, &mut self.scratch);
         let json = self.scratch.split();
-        match &mut self.deflate {
+        let text = json.len();
+        let message = match &mut self.deflate {
             None => {
                 Message::Text(Utf8Bytes::try_from(json.freeze()).expect("a chunk's JSON is ASCII"))
             }
             Some(deflate) => deflate.text(&json, &mut self.scratch),
-        }
+        };
+        (message, text)
     }
 
     /// The text message answering a message the server could not obey.

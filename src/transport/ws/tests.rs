@@ -60,6 +60,8 @@ struct Recorder {
     /// The connection, which the server's deadlines tell that its client stalled.
     connection: Arc<Activity>,
     incoming: UnboundedReceiver<Result<Message, WsError>>,
+    /// The client's side, to send `stop` as the first frame goes out, if set.
+    stop_on_first_frame: Option<UnboundedSender<Result<Message, WsError>>>,
 }
 
 impl Sink<Message> for Recorder {
@@ -80,7 +82,10 @@ impl Sink<Message> for Recorder {
         }
     }
 
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        if let Some(client) = self.stop_on_first_frame.take() {
+            let _ = client.send(Ok(Message::text(r#"{"action":"stop"}"#)));
+        }
         self.events
             .send(Event::Frame(item))
             .map_err(|_| WsError::Io(io::ErrorKind::BrokenPipe.into()))
@@ -128,6 +133,18 @@ fn start(count: u64, interval_ms: u64, peer: PeerReads) -> Harness {
 
 /// A connection whose messages `deflate` compresses, if given.
 fn start_with(count: u64, interval_ms: u64, peer: PeerReads, deflate: Option<Deflate>) -> Harness {
+    start_probe(count, interval_ms, peer, deflate, false)
+}
+
+/// A connection as [`start_with`] makes, whose client sends `stop` as the first frame goes
+/// out if `stop_on_first_frame`.
+fn start_probe(
+    count: u64,
+    interval_ms: u64,
+    peer: PeerReads,
+    deflate: Option<Deflate>,
+    stop_on_first_frame: bool,
+) -> Harness {
     let params = StreamParams::new(count, interval_ms, 0).expect("valid test params");
     let limits = Limits {
         streams: 10,
@@ -152,6 +169,7 @@ fn start_with(count: u64, interval_ms: u64, peer: PeerReads, deflate: Option<Def
         peer,
         connection,
         incoming,
+        stop_on_first_frame: stop_on_first_frame.then(|| client.clone()),
     };
     let options = Options {
         ping: PING,
@@ -582,4 +600,28 @@ async fn a_flat_out_compressed_stream_shrinks_at_least_threefold() {
     assert_eq!(h.next().await, close(CloseCode::Normal, "done"));
     assert_eq!(h.bytes_sent("deflate"), compressed as u64);
     assert_eq!(h.outcome().await, Outcome::Completed);
+}
+
+/// The chunk messages of the loop's first batch: the client's `stop`, sent as the first one
+/// goes out, is read once the batch is fed.
+async fn first_batch(deflate: Option<Deflate>) -> usize {
+    let mut h = start_probe(100_000, 0, PeerReads::Reading, deflate, true);
+    let events = h.rest().await;
+    assert_eq!(
+        events.iter().rev().nth(2),
+        Some(&close(CloseCode::Normal, "stopped"))
+    );
+    assert_eq!(h.outcome().await, Outcome::Stopped);
+    events.len() - 3
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_compressed_batch_is_as_many_messages_as_a_plain_one() {
+    let plain = first_batch(None).await;
+    let deflate = Deflate::new(Agreed::default()).expect("a compressor");
+    let compressed = first_batch(Some(deflate)).await;
+    // Counted in text, the batch does not grow when its messages shrink.
+    assert_eq!(compressed, plain);
+    let text: usize = (0..plain as u64).map(|index| chunk_json(index).len()).sum();
+    assert!(text >= BATCH_BYTES, "{text}");
 }
