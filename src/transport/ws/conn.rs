@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ending::Ending,
     heartbeat::{Beat, Heartbeat, PING_PAYLOAD},
-    messages::{Messages, payload_len},
+    messages::Messages,
     socket::{BATCH_BYTES, Socket},
 };
 use crate::{
@@ -99,7 +99,7 @@ impl<S: Socket> Conn<S> {
             Ok(Control::Stop) => Err(Ending::Stopped),
             Err(error) => {
                 let answer = self.messages.error(error);
-                chunks.wrote(payload_len(&answer));
+                chunks.wrote(self.messages.take_made().payload);
                 self.send(answer).await
             }
         }
@@ -147,29 +147,22 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Queues each chunk of `range` as a message, without flushing, and counts the payloads
-    /// queued as written to `chunks`; returns the bytes of text queued (before compression:
+    /// Queues each chunk of `range` as a message, without flushing, and counts their
+    /// payloads as written to `chunks`; returns the bytes of text queued (before compression:
     /// see [`BATCH_BYTES`]).
     async fn feed_range(
         &mut self,
         range: ChunkRange,
         chunks: &mut Chunks,
     ) -> Result<usize, Ending> {
-        let (mut text, mut payload) = (0, 0);
-        let mut fed = Ok(());
         for chunk in range {
-            let (message, len) = self.messages.chunk(chunk);
-            let sent = payload_len(&message);
-            fed = guarded(self.socket.feed(message), &self.shutdown).await;
-            if fed.is_err() {
-                break;
-            }
-            text += len;
-            payload += sent;
+            let message = self.messages.chunk(chunk);
+            guarded(self.socket.feed(message), &self.shutdown).await?;
         }
         // Counted once per run of messages: the counter is shared with every other stream.
-        chunks.wrote(payload);
-        fed.map(|()| text)
+        let made = self.messages.take_made();
+        chunks.wrote(made.payload);
+        Ok(made.text)
     }
 
     /// Sends `message` and flushes everything queued before it.

@@ -1,5 +1,7 @@
 //! [`Messages`]: the text messages the server sends, each chunk's JSON and each error,
-//! compressed when permessage-deflate was agreed.
+//! compressed when permessage-deflate was agreed, and the account of what they hold.
+
+use std::mem;
 
 use bytes::BytesMut;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -22,6 +24,17 @@ pub struct Messages {
     scratch: BytesMut,
     /// The compressor, if permessage-deflate was agreed.
     deflate: Option<Deflate>,
+    /// What the messages made since it was last taken.
+    made: Made,
+}
+
+/// What messages hold, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Made {
+    /// Their text, as the client reads it.
+    pub text: usize,
+    /// Their payloads as sent: the text, or less once compressed.
+    pub payload: usize,
 }
 
 impl Messages {
@@ -31,42 +44,55 @@ impl Messages {
             writer: ChunkWriter::default(),
             scratch: BytesMut::with_capacity(SCRATCH),
             deflate,
+            made: Made::default(),
         }
     }
 
-    /// A chunk's text message (its JSON), and the length of that text, which a compressed
-    /// message carries in fewer bytes.
-    pub fn chunk(&mut self, chunk: Chunk) -> (Message, usize) {
+    /// A chunk's text message: its JSON.
+    pub fn chunk(&mut self, chunk: Chunk) -> Message {
         if self.scratch.capacity() < MESSAGE_ROOM {
             // Reclaims the buffer in place once tungstenite has dropped the earlier messages.
             self.scratch.reserve(SCRATCH);
         }
         self.writer.json(chunk, &mut self.scratch);
         let json = self.scratch.split();
-        let text = json.len();
-        let message = match &mut self.deflate {
+        self.made.text += json.len();
+        match &mut self.deflate {
             None => {
-                Message::Text(Utf8Bytes::try_from(json.freeze()).expect("a chunk's JSON is ASCII"))
+                self.made.payload += json.len();
+                let json = Utf8Bytes::try_from(json.freeze()).expect("a chunk's JSON is ASCII");
+                Message::Text(json)
             }
-            Some(deflate) => deflate.text(&json, &mut self.scratch),
-        };
-        (message, text)
+            Some(deflate) => self.made.count(deflate.text(&json, &mut self.scratch)),
+        }
     }
 
     /// The text message answering a message the server could not obey.
     pub fn error(&mut self, error: String) -> Message {
+        self.made.text += error.len();
         match &mut self.deflate {
-            None => Message::text(error),
-            Some(deflate) => deflate.text(error.as_bytes(), &mut self.scratch),
+            None => {
+                self.made.payload += error.len();
+                Message::text(error)
+            }
+            Some(deflate) => self
+                .made
+                .count(deflate.text(error.as_bytes(), &mut self.scratch)),
         }
+    }
+
+    /// What the messages made since this was last called.
+    pub fn take_made(&mut self) -> Made {
+        mem::take(&mut self.made)
     }
 }
 
-/// The bytes of a message's payload as sent (compressed, if it was): what the stream counts
-/// as written.
-pub fn payload_len(message: &Message) -> usize {
-    match message {
-        Message::Frame(frame) => frame.payload().len(),
-        message => message.len(),
+impl Made {
+    /// Counts the payload of the compressed `message`, and hands it on.
+    fn count(&mut self, message: Message) -> Message {
+        if let Message::Frame(frame) = &message {
+            self.payload += frame.payload().len();
+        }
+        message
     }
 }
