@@ -25,8 +25,8 @@ use super::extension::{self, Agreed, SERVER_WINDOW_BITS};
 /// costs the least CPU (BENCHMARKS.md, "Compression").
 const LEVEL: u8 = 1;
 
-/// zlib's memory level: the smallest hash table, about 9 KiB of state in all with the
-/// window, for a compressor held as long as its connection (BENCHMARKS.md, "Compression").
+/// zlib's memory level: the smallest hash table, for a compressor held as long as its
+/// connection (BENCHMARKS.md, "Compression").
 const MEM_LEVEL: u8 = 1;
 
 /// The end of every sync flush (an empty stored block), which §7.2.1 leaves off the wire.
