@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 #   (tests/api/browser/edge.rs, prefix.rs) run instances behind nginx;
 # - openssl: those tests make a self-signed certificate for deploy/nginx.conf's HTTPS listener;
 # - npm: fetches axe-core, the accessibility checker the browser tests run in the page;
-# - python3-venv: a venv for the OpenAPI tools (below).
+# - python3-venv: the venvs of the OpenAPI tools and of python websockets (below).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
@@ -53,6 +53,20 @@ if [ "$(cat "$tools_dir/requirements" 2>/dev/null)" != "$SPEC_TOOLS" ]; then
     echo "$SPEC_TOOLS" > "$tools_dir/requirements"
 fi
 
-# CI=1: the tests that need Chromium, nginx, openssl, axe-core or the OpenAPI tools fail
-# rather than skip if they cannot run.
+# python websockets from PyPI, pinned, in a venv in target/: the interop test of WebSocket
+# compression (tests/api/ws_deflate.rs drives tests/api/ws_deflate.py with it). Nothing of it
+# is committed.
+WEBSOCKETS_VERSION=17.4
+websockets_venv="${CARGO_TARGET_DIR:-target}/python-websockets"
+if ! "$websockets_venv/bin/python" -c \
+    "import sys, websockets; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null; then
+    echo "installing python websockets $WEBSOCKETS_VERSION for the tests" >&2
+    rm -rf "$websockets_venv"
+    python3 -m venv "$websockets_venv"
+    "$websockets_venv/bin/pip" install --quiet --disable-pip-version-check \
+        "websockets==$WEBSOCKETS_VERSION"
+fi
+
+# CI=1: the tests that need Chromium, nginx, openssl, axe-core, the OpenAPI tools or python
+# websockets fail rather than skip if they cannot run.
 CI=1 cargo test --locked --workspace --all-targets

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::{ChunkSchema, ErrorBody, HeadRequest, State, StreamError, StreamQuery, Tag};
 use crate::{
+    config::Compression,
     origin::{self, Forwarded},
     streams::Transport,
     transport::ws::{self, handshake},
@@ -39,6 +40,8 @@ pub struct WsApi;
 pub struct WsUpgrade {
     /// `Sec-WebSocket-Accept`: the proof that the handshake was read (RFC 6455 §4.2.2).
     accept: String,
+    /// `Sec-WebSocket-Extensions`: permessage-deflate as accepted, if it was.
+    extensions: Option<String>,
 }
 
 /// What the spec says about the `101` and its frames.
@@ -48,7 +51,11 @@ closes with 1000 `done`. Close codes: 1000 `done` (complete) or `stopped` (after
 action); 1001 (server shutting down); 1002 (the client broke the framing rules: an unmasked \
 frame, reserved bits, an unknown opcode); 1003 (the client sent a binary frame); 1007 (the \
 client sent text that is not UTF-8); 1009 (the client sent a frame or message over 4096 bytes). \
-A client that answers neither pings nor reads is dropped without a close frame.";
+A client that answers neither pings nor reads is dropped without a close frame. \
+With permessage-deflate agreed (`Sec-WebSocket-Extensions` in this answer), the server's text \
+frames are compressed (RSV1 set) and the client's may be: a compressed message over 4096 bytes \
+once inflated also closes with 1009, text not UTF-8 once inflated with 1007, and compressed \
+data that does not inflate with 1002.";
 
 impl ApiResponse for WsUpgrade {
     fn meta() -> MetaResponses {
@@ -71,6 +78,20 @@ impl ApiResponse for WsUpgrade {
             deprecated: false,
             schema: String::schema_ref(),
         };
+        let extensions = MetaHeader {
+            name: "SEC-WEBSOCKET-EXTENSIONS".to_owned(),
+            description: Some(
+                "Present when the client offered permessage-deflate (RFC 7692) in a form the \
+                 server accepts: the first acceptable offer, always with \
+                 `client_no_context_takeover` (the client compresses each message alone), e.g. \
+                 `permessage-deflate; client_no_context_takeover`. Absent otherwise, or with \
+                 `--compression off`: the frames are then uncompressed."
+                    .to_owned(),
+            ),
+            required: false,
+            deprecated: false,
+            schema: String::schema_ref(),
+        };
         MetaResponses {
             responses: vec![MetaResponse {
                 description: UPGRADE_DESCRIPTION,
@@ -80,7 +101,7 @@ impl ApiResponse for WsUpgrade {
                     content_type: "application/json",
                     schema: MetaSchemaRef::Inline(Box::new(frames)),
                 }],
-                headers: vec![accept],
+                headers: vec![accept, extensions],
             }],
         }
     }
@@ -92,12 +113,15 @@ impl ApiResponse for WsUpgrade {
 
 impl IntoResponse for WsUpgrade {
     fn into_response(self) -> Response {
-        Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept)
-            .finish()
+            .header(header::SEC_WEBSOCKET_ACCEPT, self.accept);
+        if let Some(extensions) = self.extensions {
+            response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, extensions);
+        }
+        response.finish()
     }
 }
 
@@ -182,6 +206,14 @@ impl WsApi {
     /// silent for `--ws-ping-secs` (default 30) is pinged, and dropped if it has not answered
     /// by the next period. Server shutdown closes with 1001.
     ///
+    /// **Compression**: a client that offers `permessage-deflate` (RFC 7692; browsers do)
+    /// gets it, unless the server runs with `--compression off`: each chunk's frame is then
+    /// compressed, with the context kept from one frame to the next, and the client's
+    /// compressed frames are understood (each compressed alone: the answer says
+    /// `client_no_context_takeover`). An offer the server cannot honour (a 256-byte window,
+    /// an unknown or repeated parameter) is declined, and the next one tried; with none
+    /// acceptable, the frames go uncompressed.
+    ///
     /// **Handshake**: the opening handshake of RFC 6455 §4.1, a GET over HTTP/1.1 (a HEAD
     /// or an HTTP/1.0 request is refused with 400); any other `Sec-WebSocket-Version` than
     /// 13 gets 426.
@@ -219,13 +251,19 @@ impl WsApi {
         })?;
         let chunks = state.open(Transport::Ws, params, req)?;
         let span = chunks.span().clone();
+        let deflate = match state.config().compression {
+            Compression::On => ws::Deflate::negotiate(req.headers()),
+            Compression::Off => None,
+        };
+        let extensions = deflate.as_ref().map(ws::Deflate::answer);
         let options = ws::Options {
             ping: state.config().ws_ping(),
             shutdown: state.streams().shutdown().token().clone(),
+            deflate,
         };
         // Tracked, so that shutdown waits for the stream's close frame.
         let stream = ws::serve(upgrade, chunks, options);
         state.streams().shutdown().spawn(stream.instrument(span));
-        Ok(WsUpgrade { accept })
+        Ok(WsUpgrade { accept, extensions })
     }
 }

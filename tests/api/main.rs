@@ -17,4 +17,5 @@ mod sse;
 mod text;
 mod transports;
 mod ws;
+mod ws_deflate;
 mod ws_protocol;

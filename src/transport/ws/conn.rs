@@ -38,13 +38,14 @@ pub struct Conn<S> {
 }
 
 impl<S: Socket> Conn<S> {
-    /// A connection over `socket`, pinging a silent peer every `ping`, ended by `shutdown`.
-    pub fn new(socket: S, ping: Duration, shutdown: CancellationToken) -> Self {
+    /// A connection over `socket` sending `messages`, pinging a silent peer every `ping`,
+    /// ended by `shutdown`.
+    pub fn new(socket: S, messages: Messages, ping: Duration, shutdown: CancellationToken) -> Self {
         Self {
             socket,
             shutdown,
             heartbeat: Heartbeat::new(ping),
-            messages: Messages::default(),
+            messages,
         }
     }
 
@@ -96,7 +97,11 @@ impl<S: Socket> Conn<S> {
                 Ok(())
             }
             Ok(Control::Stop) => Err(Ending::Stopped),
-            Err(error) => self.send(Message::text(error)).await,
+            Err(error) => {
+                let answer = self.messages.error(error);
+                chunks.wrote(self.messages.take_made().payload);
+                self.send(answer).await
+            }
         }
     }
 
@@ -117,8 +122,8 @@ impl<S: Socket> Conn<S> {
 
     /// Sends the chunks of `next` and those ready after them, fed without a flush per
     /// message; flushes once the stream would wait, or leaves the batch pending once
-    /// [`BATCH_BYTES`] are fed (the loop comes back for more at once). Ends with the stream's
-    /// own ending when it comes.
+    /// [`BATCH_BYTES`] of text are fed (the loop comes back for more at once). Ends with the
+    /// stream's own ending when it comes.
     async fn send_ready(&mut self, next: Option<Next>, chunks: &mut Chunks) -> Step {
         let mut range = match next {
             Some(Next::Chunks(range)) => range,
@@ -126,10 +131,10 @@ impl<S: Socket> Conn<S> {
             // Only after an end, which ended the loop already.
             None => return Err(Ending::Done),
         };
-        let mut bytes = 0;
+        let mut text = 0;
         loop {
-            bytes += self.feed_range(range).await?;
-            if bytes >= BATCH_BYTES {
+            text += self.feed_range(range, chunks).await?;
+            if text >= BATCH_BYTES {
                 return Ok(());
             }
             match chunks.next().now_or_never() {
@@ -142,15 +147,22 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Queues each chunk of `range` as a message, without flushing; returns the bytes queued.
-    async fn feed_range(&mut self, range: ChunkRange) -> Result<usize, Ending> {
-        let mut bytes = 0;
+    /// Queues each chunk of `range` as a message, without flushing, and counts their
+    /// payloads as written to `chunks`; returns the bytes of text queued (before compression:
+    /// see [`BATCH_BYTES`]).
+    async fn feed_range(
+        &mut self,
+        range: ChunkRange,
+        chunks: &mut Chunks,
+    ) -> Result<usize, Ending> {
         for chunk in range {
-            let message = self.messages.text(chunk);
-            bytes += message.len();
+            let message = self.messages.chunk(chunk);
             guarded(self.socket.feed(message), &self.shutdown).await?;
         }
-        Ok(bytes)
+        // Counted once per run of messages: the counter is shared with every other stream.
+        let made = self.messages.take_made();
+        chunks.wrote(made.payload);
+        Ok(made.text)
     }
 
     /// Sends `message` and flushes everything queued before it.

@@ -7,6 +7,7 @@ use tokio_tungstenite::tungstenite::{
     protocol::{CloseFrame, frame::coding::CloseCode},
 };
 
+use super::inflate::Refused;
 use crate::streams::Outcome;
 
 /// Longest reason a close frame can carry (its payload is at most 125 bytes, 2 for the code).
@@ -23,13 +24,16 @@ pub enum Ending {
     Shutdown,
     /// The client sent a binary frame.
     Binary,
-    /// The client sent a frame or message over [`MAX_INCOMING`](super::MAX_INCOMING).
+    /// The client sent a frame or message over [`MAX_INCOMING`](super::MAX_INCOMING),
+    /// compressed or once inflated.
     TooBig,
     /// The client broke the framing rules (an unmasked frame, reserved bits, an unknown
     /// opcode, a bad continuation or control frame).
     Violation(ProtocolError),
     /// The client sent text that is not UTF-8.
     NotUtf8,
+    /// The client sent a compressed message whose data does not inflate.
+    Corrupt,
     /// The client sent a close frame: tungstenite has queued the answer.
     ClientClosed,
     /// The connection failed or hit EOF (also when its deadline found the client stalled).
@@ -58,6 +62,12 @@ impl Ending {
             // EOF without a close frame: the peer just left.
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::ClientGone,
             WsError::Protocol(violation) => Ending::Violation(violation),
+            // What the reader under tungstenite refused of a compressed message.
+            WsError::Io(err) => match Refused::of(&err) {
+                Some(Refused::TooLarge) => Ending::TooBig,
+                Some(Refused::Corrupt) => Ending::Corrupt,
+                None => Ending::ClientGone,
+            },
             _ => Ending::ClientGone,
         }
     }
@@ -73,6 +83,7 @@ impl Ending {
             | Ending::TooBig
             | Ending::Violation(_)
             | Ending::NotUtf8
+            | Ending::Corrupt
             | Ending::Unresponsive => Outcome::ProtocolError,
             Ending::ClientClosed => Outcome::ClientGone,
             Ending::ClientGone => return None,
@@ -95,6 +106,10 @@ impl Ending {
             ),
             Ending::Violation(violation) => (CloseCode::Protocol, reason(violation)),
             Ending::NotUtf8 => (CloseCode::Invalid, "text must be UTF-8".into()),
+            Ending::Corrupt => (
+                CloseCode::Protocol,
+                "compressed data that does not inflate".into(),
+            ),
             Ending::ClientClosed | Ending::ClientGone | Ending::Unresponsive => return None,
         };
         Some(Message::Close(Some(CloseFrame { code, reason })))
@@ -138,6 +153,12 @@ mod tests {
                 Ending::TooBig,
             ),
             (WsError::Utf8("bad".to_owned()), Ending::NotUtf8),
+            (WsError::Io(Refused::TooLarge.into()), Ending::TooBig),
+            (WsError::Io(Refused::Corrupt.into()), Ending::Corrupt),
+            (
+                WsError::Io(io::Error::new(io::ErrorKind::InvalidData, "other")),
+                Ending::ClientGone,
+            ),
             (
                 WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
                 Ending::ClientGone,
@@ -171,6 +192,7 @@ mod tests {
             Ending::Shutdown,
             Ending::TooBig,
             Ending::NotUtf8,
+            Ending::Corrupt,
         ]
         .into_iter()
         .chain(violations.into_iter().map(Ending::Violation));

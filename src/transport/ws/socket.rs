@@ -18,7 +18,10 @@ use tokio_tungstenite::{
 pub const MAX_INCOMING: usize = 4 * 1024;
 
 /// tungstenite writes its buffer out by itself once it holds this much: what a stalled peer
-/// holds at most, and how much the loop feeds before it looks at the peer's messages again.
+/// holds at most. Also how much chunk text the loop feeds before it looks at the peer's
+/// messages again, counted before compression, so that a batch is as many messages (and as
+/// short a wait for a `stop`) compressed as not: compressed, each message costs more to make
+/// and takes fewer bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;
 
 /// The socket limits: 4 KiB frames and messages from the client, and small buffers (a

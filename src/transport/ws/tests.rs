@@ -22,8 +22,8 @@ use tokio_tungstenite::tungstenite::{
 };
 
 use super::{
-    Options, Socket, conn::CLOSE_GRACE, heartbeat::PING_PAYLOAD, run, socket::BATCH_BYTES,
-    socket::MAX_INCOMING,
+    Deflate, Options, Socket, conn::CLOSE_GRACE, extension::Agreed, heartbeat::PING_PAYLOAD, run,
+    socket::BATCH_BYTES, socket::MAX_INCOMING,
 };
 use crate::{
     client::ClientKey,
@@ -60,6 +60,8 @@ struct Recorder {
     /// The connection, which the server's deadlines tell that its client stalled.
     connection: Arc<Activity>,
     incoming: UnboundedReceiver<Result<Message, WsError>>,
+    /// The client's side, to send `stop` as the first frame goes out, if set.
+    stop_on_first_frame: Option<UnboundedSender<Result<Message, WsError>>>,
 }
 
 impl Sink<Message> for Recorder {
@@ -80,7 +82,10 @@ impl Sink<Message> for Recorder {
         }
     }
 
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        if let Some(client) = self.stop_on_first_frame.take() {
+            let _ = client.send(Ok(Message::text(r#"{"action":"stop"}"#)));
+        }
         self.events
             .send(Event::Frame(item))
             .map_err(|_| WsError::Io(io::ErrorKind::BrokenPipe.into()))
@@ -115,6 +120,7 @@ struct Harness {
     client: UnboundedSender<Result<Message, WsError>>,
     events: UnboundedReceiver<Event>,
     shutdown: Shutdown,
+    metrics: Metrics,
     task: tokio::task::JoinHandle<Outcome>,
 }
 
@@ -122,13 +128,31 @@ struct Harness {
 const PING: Duration = Duration::from_secs(10);
 
 fn start(count: u64, interval_ms: u64, peer: PeerReads) -> Harness {
+    start_with(count, interval_ms, peer, None)
+}
+
+/// A connection whose messages `deflate` compresses, if given.
+fn start_with(count: u64, interval_ms: u64, peer: PeerReads, deflate: Option<Deflate>) -> Harness {
+    start_probe(count, interval_ms, peer, deflate, false)
+}
+
+/// A connection as [`start_with`] makes, whose client sends `stop` as the first frame goes
+/// out if `stop_on_first_frame`.
+fn start_probe(
+    count: u64,
+    interval_ms: u64,
+    peer: PeerReads,
+    deflate: Option<Deflate>,
+    stop_on_first_frame: bool,
+) -> Harness {
     let params = StreamParams::new(count, interval_ms, 0).expect("valid test params");
     let limits = Limits {
         streams: 10,
         per_client: 10,
     };
     let shutdown = Shutdown::default();
-    let streams = Streams::new(limits, shutdown.clone(), Metrics::new());
+    let metrics = Metrics::new();
+    let streams = Streams::new(limits, shutdown.clone(), metrics.clone());
     let connection = Arc::new(Activity::default());
     let to = Recipient {
         key: ClientKey::of([127, 0, 0, 1].into()),
@@ -145,24 +169,29 @@ fn start(count: u64, interval_ms: u64, peer: PeerReads) -> Harness {
         peer,
         connection,
         incoming,
+        stop_on_first_frame: stop_on_first_frame.then(|| client.clone()),
     };
     let options = Options {
         ping: PING,
         shutdown: shutdown.token().clone(),
+        deflate,
     };
     let task = tokio::spawn(run(socket, chunks, options));
     Harness {
         client,
         events,
         shutdown,
+        metrics,
         task,
     }
 }
 
+fn chunk_json(index: u64) -> String {
+    format!(r#"{{"index":{index},"text":"Data Chunk {index}"}}"#)
+}
+
 fn chunk_frame(index: u64) -> Event {
-    Event::Frame(Message::text(format!(
-        r#"{{"index":{index},"text":"Data Chunk {index}"}}"#
-    )))
+    Event::Frame(Message::text(chunk_json(index)))
 }
 
 fn close(code: CloseCode, reason: &'static str) -> Event {
@@ -205,6 +234,45 @@ impl Harness {
 
     async fn outcome(self) -> Outcome {
         self.task.await.expect("the loop did not panic")
+    }
+
+    /// `chunkstream_bytes_sent_total{transport="ws",encoding}`.
+    fn bytes_sent(&self, encoding: &str) -> u64 {
+        let series =
+            format!("chunkstream_bytes_sent_total{{transport=\"ws\",encoding=\"{encoding}\"}} ");
+        let rendered = self.metrics.render();
+        let value = rendered
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no series {series} in {rendered}"));
+        value.parse().expect("a count")
+    }
+}
+
+/// The client's decoder of a compressed stream: its context kept from message to message.
+struct Inflater(chunkstream_zlib::Inflate);
+
+impl Inflater {
+    fn new() -> Self {
+        Self(chunkstream_zlib::Inflate::raw(15).expect("an inflater"))
+    }
+
+    /// The text of `event`, which must be a compressed text message, and its payload's size.
+    fn read(&mut self, event: Event) -> (String, usize) {
+        let Event::Frame(Message::Frame(frame)) = event else {
+            panic!("not a compressed message: {event:?}");
+        };
+        assert!(frame.header().rsv1, "RSV1 marks a compressed message");
+        let mut payload = frame.payload().to_vec();
+        payload.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
+        let mut text = Vec::new();
+        self.0
+            .inflate(&payload, &mut text, usize::MAX)
+            .expect("valid deflate data");
+        (
+            String::from_utf8(text).expect("UTF-8"),
+            frame.payload().len(),
+        )
     }
 }
 
@@ -471,4 +539,89 @@ async fn a_client_that_leaves_ends_the_stream_at_once() {
     h.hang_up();
     assert_eq!(h.outcome().await, Outcome::ClientGone);
     assert_eq!(t0.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_message_payload_is_counted_as_written_in_identity() {
+    let mut h = start(3, 0, PeerReads::Reading);
+    h.rest().await;
+    let json: usize = (0..3).map(|index| chunk_json(index).len()).sum();
+    assert_eq!(h.bytes_sent("identity"), json as u64);
+    assert_eq!(h.bytes_sent("deflate"), 0);
+    assert_eq!(h.outcome().await, Outcome::Completed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn compressed_messages_decode_on_arrival_and_control_frames_stay_plain() {
+    let deflate = Deflate::new(Agreed::default()).expect("a compressor");
+    let mut h = start_with(100, 60_000, PeerReads::Reading, Some(deflate));
+    let mut client = Inflater::new();
+    let (text, mut sent) = client.read(h.next().await);
+    assert_eq!(text, chunk_json(0));
+    assert_eq!(h.next().await, Event::Flush);
+    // The heartbeat's ping is a control frame: never compressed.
+    assert_eq!(h.next().await, ping());
+    assert_eq!(h.next().await, Event::Flush);
+    h.send(Message::Pong(Bytes::from_static(PING_PAYLOAD)));
+    // The answer to a bad control message is a text message: compressed, in the same context.
+    h.send(Message::text("?"));
+    let (error, size) = client.read(h.next().await);
+    sent += size;
+    assert!(error.starts_with(r#"{"error":"#), "{error}");
+    assert_eq!(h.next().await, Event::Flush);
+    h.control("stop");
+    let expected = [
+        close(CloseCode::Normal, "stopped"),
+        Event::Flush,
+        Event::Linger,
+    ];
+    assert_eq!(h.rest().await, expected);
+    assert_eq!(h.bytes_sent("deflate"), sent as u64);
+    assert_eq!(h.bytes_sent("identity"), 0);
+    assert_eq!(h.outcome().await, Outcome::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flat_out_compressed_stream_shrinks_at_least_threefold() {
+    let deflate = Deflate::new(Agreed::default()).expect("a compressor");
+    let mut h = start_with(10_000, 0, PeerReads::Reading, Some(deflate));
+    let mut client = Inflater::new();
+    let (mut identity, mut compressed) = (0, 0);
+    for index in 0..10_000 {
+        let (text, size) = client.read(h.next().await);
+        assert_eq!(text, chunk_json(index));
+        identity += text.len();
+        compressed += size;
+    }
+    assert!(
+        compressed * 3 < identity,
+        "{compressed} bytes for {identity}"
+    );
+    assert_eq!(h.next().await, close(CloseCode::Normal, "done"));
+    assert_eq!(h.bytes_sent("deflate"), compressed as u64);
+    assert_eq!(h.outcome().await, Outcome::Completed);
+}
+
+/// The chunk messages of the loop's first batch: the client's `stop`, sent as the first one
+/// goes out, is read once the batch is fed.
+async fn first_batch(deflate: Option<Deflate>) -> usize {
+    let mut h = start_probe(100_000, 0, PeerReads::Reading, deflate, true);
+    let events = h.rest().await;
+    assert_eq!(
+        events.iter().rev().nth(2),
+        Some(&close(CloseCode::Normal, "stopped"))
+    );
+    assert_eq!(h.outcome().await, Outcome::Stopped);
+    events.len() - 3
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_compressed_batch_is_as_many_messages_as_a_plain_one() {
+    let plain = first_batch(None).await;
+    let deflate = Deflate::new(Agreed::default()).expect("a compressor");
+    let compressed = first_batch(Some(deflate)).await;
+    // Counted in text, the batch does not grow when its messages shrink.
+    assert_eq!(compressed, plain);
+    let text: usize = (0..plain as u64).map(|index| chunk_json(index).len()).sum();
+    assert!(text >= BATCH_BYTES, "{text}");
 }
