@@ -11,7 +11,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep, sleep};
 
-use super::{Encoder, FRAME_TARGET, compress::Codec};
+use super::{
+    Encoder, FRAME_TARGET,
+    compress::{Codec, Then},
+};
 use crate::{
     generator::ChunkRange,
     streams::{Chunks, Next, Outcome},
@@ -24,6 +27,9 @@ const SMALL_FRAME: usize = 256;
 /// A frame is full once it holds this much: one more chunk still fits in [`FRAME_TARGET`],
 /// so a full frame never grows past the allocation it started with.
 const FULL: usize = FRAME_TARGET - SMALL_FRAME;
+
+/// The pace from which a stream counts as slow (see [`BodyFrames`]'s `slow`).
+const SLOW: Duration = Duration::from_secs(1);
 
 /// The HTTP body of `chunks` in `encoder`'s wire format, sent through `codec`: ready chunks
 /// coalesced into one frame, each frame handed over (compressed and flushed, if it is) the
@@ -48,6 +54,9 @@ pub struct BodyFrames<E> {
     keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
     /// How frames go out: compressed or not.
     codec: Codec,
+    /// The stream waits at least [`SLOW`] between chunks: a compressor is let go between
+    /// its frames, so that thousands of such streams held open hold none.
+    slow: bool,
 }
 
 impl<E: Encoder> BodyFrames<E> {
@@ -71,6 +80,7 @@ impl<E: Encoder> BodyFrames<E> {
             flowing: false,
             keep_alive,
             codec,
+            slow: Duration::from_millis(params.interval_ms()) >= SLOW,
         }
     }
 
@@ -137,7 +147,19 @@ impl<E: Encoder> Stream for BodyFrames<E> {
             timer.as_mut().reset(Instant::now() + *period);
         }
         // Everything goes through the codec, keep-alives and the stream's end included.
-        let frame = this.codec.frame(out, this.done);
+        let then = if this.done {
+            Then::End
+        } else if this.flowing || !this.slow {
+            Then::Soon
+        } else {
+            Then::Later
+        };
+        let frame = match this.codec.frame(out, then) {
+            Ok(frame) => frame,
+            // The compressor could not be made (out of memory): the body ends broken, which
+            // the client sees, rather than going on uncompressed under its gzip header.
+            Err(err) => return Poll::Ready(Some(Err(err))),
+        };
         if frame.is_empty() {
             return Poll::Ready(None);
         }

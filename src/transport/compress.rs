@@ -2,17 +2,22 @@
 //! request asks for, and a [`Codec`] compresses each frame as it goes out, flushed, so that a
 //! paced chunk decodes on arrival exactly as it would uncompressed.
 //!
-//! One compressor serves a whole stream and keeps its context from frame to frame: a paced
-//! event is mostly the event before it, which is where the ratio comes from. Its settings
-//! (zlib level 1, a 512-byte window, memory level 2) keep what a held stream holds small:
-//! the previous event is well inside the window (BENCHMARKS.md, "Compression").
+//! One compressed stream serves a whole response and keeps its context from frame to frame:
+//! a paced event is mostly the event before it, which is where the ratio comes from. zlib is
+//! set small (level 1, a 512-byte window, memory level 2; BENCHMARKS.md, "Compression"), and
+//! a stream that waits long between frames holds no compressor meanwhile: only the last 512
+//! bytes of text, which the next frame's compressor is given to refer back into. The gzip framing (the
+//! header, the CRC and the length at the end) is written here around raw deflate, so that
+//! one deflate stream can be made by several compressors in turn.
 //!
 //! Streams are offered gzip only. br keeps no context between flushes at the qualities whose
 //! memory a held stream can afford, and zstd's smallest compressor is three times gzip's;
 //! every browser that offers them offers gzip at the same weight.
 
+use std::io;
+
 use bytes::{Bytes, BytesMut};
-use chunkstream_zlib::{Deflate, Wrapper};
+use chunkstream_zlib::{Deflate, Wrapper, crc32};
 use poem::http::{HeaderMap, header};
 
 use crate::streams::Encoding;
@@ -20,30 +25,51 @@ use crate::streams::Encoding;
 /// zlib's settings for a stream: level, window bits, memory level.
 const GZIP: (u8, u8, u8) = (1, 9, 2);
 
+/// The window: the text a compressor may refer back into.
+const WINDOW: usize = 1 << GZIP.1;
+
+/// A gzip header: deflate, no name, no time, from an unknown system (RFC 1952).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
 /// How a stream's frames go out.
 pub enum Codec {
     /// As they are.
     Identity,
-    /// gzip, one compressor for the whole stream.
-    Gzip(Deflate),
+    /// gzip, one deflate stream for the whole response.
+    Gzip(Gzip),
+}
+
+/// A gzip stream, written frame by frame (see the module's text).
+#[derive(Default)]
+pub struct Gzip {
+    /// The compressor, kept while frames follow one another flat out.
+    deflate: Option<Deflate>,
+    /// The last [`WINDOW`] bytes of text compressed.
+    window: Vec<u8>,
+    /// CRC-32 of the text so far.
+    crc: u32,
+    /// Length of the text so far, modulo 2^32.
+    length: u32,
+    started: bool,
+}
+
+/// What follows a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// The next frame, soon: the compressor is kept.
+    Soon,
+    /// The next frame, after a long wait: the compressor is let go meanwhile (making one
+    /// again costs about a flush's work, which a stream this slow spends rarely).
+    Later,
+    /// Nothing: it was the last.
+    End,
 }
 
 impl Codec {
     /// The codec for `encoding` (identity for any it does not make).
     pub fn new(encoding: Encoding) -> Self {
         match encoding {
-            Encoding::Gzip => {
-                let (level, window, memory) = GZIP;
-                match Deflate::new(Wrapper::Gzip, level, window, memory) {
-                    Ok(deflate) => Codec::Gzip(deflate),
-                    // zlib could not allocate its state: the stream goes out uncompressed
-                    // (the response's headers follow `Codec::encoding`).
-                    Err(err) => {
-                        tracing::warn!(%err, "cannot compress a stream");
-                        Codec::Identity
-                    }
-                }
-            }
+            Encoding::Gzip => Codec::Gzip(Gzip::default()),
             _ => Codec::Identity,
         }
     }
@@ -56,22 +82,69 @@ impl Codec {
         }
     }
 
-    /// `frame` as it goes out: compressed and flushed, and, when it is the `last`, with the
-    /// compressed stream's end. Empty only if nothing is to be sent.
-    pub fn frame(&mut self, frame: BytesMut, last: bool) -> Bytes {
-        let Codec::Gzip(deflate) = self else {
-            return frame.freeze();
+    /// `frame` as it goes out, followed by what `then` says: compressed and flushed, and at
+    /// the `End` with the compressed stream's end. Empty only if nothing is to be sent.
+    pub fn frame(&mut self, frame: BytesMut, then: Then) -> io::Result<Bytes> {
+        match self {
+            Codec::Identity => Ok(frame.freeze()),
+            Codec::Gzip(gzip) => gzip.frame(&frame, then),
+        }
+    }
+}
+
+impl Gzip {
+    fn frame(&mut self, text: &[u8], then: Then) -> io::Result<Bytes> {
+        if text.is_empty() && then != Then::End {
+            return Ok(Bytes::new());
+        }
+        let mut deflate = match self.deflate.take() {
+            Some(deflate) => deflate,
+            None => self.compressor().map_err(io::Error::other)?,
         };
-        if frame.is_empty() && !last {
-            return Bytes::new();
-        }
         // Compressed, a frame is a fraction of its size: a paced event a few dozen bytes.
-        let mut out = Vec::with_capacity(frame.len() / 4 + 64);
-        deflate.flush(&frame, &mut out);
-        if last {
-            deflate.finish(&mut out);
+        let mut out = Vec::with_capacity(text.len() / 4 + 64);
+        if !std::mem::replace(&mut self.started, true) {
+            out.extend_from_slice(&GZIP_HEADER);
         }
-        Bytes::from(out)
+        deflate.flush(text, &mut out);
+        self.crc = crc32(self.crc, text);
+        self.length = self.length.wrapping_add(text.len() as u32);
+        self.remember(text);
+        match then {
+            Then::End => {
+                deflate.finish(&mut out);
+                out.extend_from_slice(&self.crc.to_le_bytes());
+                out.extend_from_slice(&self.length.to_le_bytes());
+            }
+            Then::Soon => self.deflate = Some(deflate),
+            // The window is all the next frame's compressor needs.
+            Then::Later => {}
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// A compressor that goes on where the last one stopped.
+    fn compressor(&self) -> Result<Deflate, chunkstream_zlib::Error> {
+        let (level, window, memory) = GZIP;
+        let mut deflate = Deflate::new(Wrapper::Raw, level, window, memory)?;
+        if !self.window.is_empty() {
+            deflate.set_dictionary(&self.window)?;
+        }
+        Ok(deflate)
+    }
+
+    /// Keeps the last [`WINDOW`] bytes of the text, `text` the newest.
+    fn remember(&mut self, text: &[u8]) {
+        if text.len() >= WINDOW {
+            self.window.clear();
+            self.window.extend_from_slice(&text[text.len() - WINDOW..]);
+            return;
+        }
+        let keep = WINDOW - text.len();
+        if self.window.len() > keep {
+            self.window.drain(..self.window.len() - keep);
+        }
+        self.window.extend_from_slice(text);
     }
 }
 
@@ -217,21 +290,52 @@ mod tests {
 
     #[test]
     fn each_frame_decodes_on_arrival_and_the_last_ends_the_gzip_stream() {
-        let mut codec = Codec::new(Encoding::Gzip);
-        assert_eq!(codec.encoding(), Encoding::Gzip);
-        let mut wire = Vec::new();
-        let mut plain = Vec::new();
-        for i in 0..100 {
-            let event = format!("event: chunk\ndata: {{\"index\":{i}}}\nid: {i}\n\n");
-            plain.extend_from_slice(event.as_bytes());
-            wire.extend_from_slice(&codec.frame(BytesMut::from(event.as_bytes()), false));
-            // What has arrived so far decodes to every event so far.
-            assert_eq!(gunzip_prefix(&wire), plain, "event {i}");
+        let mut sizes = Vec::new();
+        for then in [Then::Soon, Then::Later] {
+            let mut codec = Codec::new(Encoding::Gzip);
+            assert_eq!(codec.encoding(), Encoding::Gzip);
+            let mut wire = Vec::new();
+            let mut plain = Vec::new();
+            for i in 0..100 {
+                let event = format!("event: chunk\ndata: {{\"index\":{i}}}\nid: {i}\n\n");
+                plain.extend_from_slice(event.as_bytes());
+                let frame = codec.frame(BytesMut::from(event.as_bytes()), then).unwrap();
+                wire.extend_from_slice(&frame);
+                // What has arrived so far decodes to every event so far.
+                assert_eq!(gunzip_prefix(&wire), plain, "{then:?}, event {i}");
+            }
+            let ended = wire.len();
+            wire.extend_from_slice(&codec.frame(BytesMut::new(), Then::End).unwrap());
+            assert_eq!(gunzip_whole(&wire), plain, "{then:?}");
+            assert!(
+                ended < plain.len() / 2,
+                "{then:?}: {ended} bytes for {}",
+                plain.len()
+            );
+            sizes.push(ended);
         }
-        wire.extend_from_slice(&codec.frame(BytesMut::new(), true));
-        assert_eq!(gunzip_whole(&wire), plain);
+        // A paced stream's compressor, let go between frames, loses none of the context.
+        assert!(
+            sizes[1] * 100 <= sizes[0] * 105,
+            "flowing and paced: {sizes:?}"
+        );
         let mut identity = Codec::new(Encoding::Identity);
-        assert_eq!(&identity.frame(BytesMut::from("abc"), true)[..], b"abc");
+        assert_eq!(
+            &identity.frame(BytesMut::from("abc"), Then::End).unwrap()[..],
+            b"abc"
+        );
+    }
+
+    #[test]
+    fn the_window_keeps_the_last_bytes_of_the_text() {
+        let mut gzip = Gzip::default();
+        let text: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+        for piece in text.chunks(37) {
+            gzip.remember(piece);
+        }
+        assert_eq!(gzip.window, text[text.len() - WINDOW..]);
+        gzip.remember(&text);
+        assert_eq!(gzip.window, text[text.len() - WINDOW..]);
     }
 
     /// What a gzip decoder makes of an unfinished stream so far.
@@ -245,10 +349,12 @@ mod tests {
         out
     }
 
-    /// A finished gzip stream's data, its trailer's length checked.
+    /// A finished gzip stream's data, its trailer's CRC and length checked.
     fn gunzip_whole(wire: &[u8]) -> Vec<u8> {
         let body = gunzip_prefix(&wire[..wire.len() - 8]);
+        let crc = u32::from_le_bytes(wire[wire.len() - 8..][..4].try_into().expect("4 bytes"));
         let length = u32::from_le_bytes(wire[wire.len() - 4..].try_into().expect("4 bytes"));
+        assert_eq!(crc, crc32(0, &body), "the trailer's CRC");
         assert_eq!(length as usize, body.len(), "the trailer's length");
         body
     }

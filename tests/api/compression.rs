@@ -132,6 +132,36 @@ async fn a_paced_gzip_stream_decodes_each_chunk_as_it_arrives() {
 }
 
 #[tokio::test]
+async fn a_slow_gzip_stream_lets_its_compressor_go_between_events_and_loses_nothing() {
+    // Paced at a second or more, a stream holds no compressor between events: each event's
+    // compressor starts from the text before it, in the same deflate stream.
+    let app = spawn_app().await;
+    let path = "/stream/sse?count=3&interval_ms=1000&start=0";
+    let resp = get(&app, path, "gzip").await;
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let mut body = resp.bytes_stream();
+    let mut decoder = Gunzip::new();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.next().await {
+        let frame = frame.expect("a frame");
+        let decoded = decoder.feed(&frame).len();
+        frames.push((frame.len(), decoded));
+    }
+    let identity = get(&app, path, "").await.bytes().await.unwrap();
+    // Each event decoded as its frame arrived (the last frame is the gzip trailer's).
+    let decoded: Vec<usize> = frames.iter().map(|&(_, d)| d).collect();
+    assert!(
+        decoded
+            .windows(2)
+            .all(|w| w[0] < w[1] || w[1] == identity.len()),
+        "{frames:?}"
+    );
+    assert_eq!(decoded.last(), Some(&identity.len()), "{frames:?}");
+    // The second event refers back into the first across the let-go compressor.
+    assert!(frames[1].0 * 2 < frames[0].0, "{frames:?}");
+}
+
+#[tokio::test]
 async fn the_clients_weights_decide_and_identity_is_the_fallback() {
     let app = spawn_app().await;
     // (Accept-Encoding, compressed)

@@ -114,6 +114,20 @@ impl Deflate {
         self.run(&[], out, z::Z_FINISH);
     }
 
+    /// Gives a fresh raw compressor the text that came before it (at most its window's
+    /// worth, the last bytes), so that it can refer to it: with it, a stream whose
+    /// compressor was let go goes on as if it never had been.
+    pub fn set_dictionary(&mut self, text: &[u8]) -> Result<(), Error> {
+        let length = u32::try_from(text.len()).map_err(|_| Error::Settings)?;
+        // SAFETY: zlib reads `length` bytes of `text`, which outlives the call.
+        let status = unsafe { z::deflateSetDictionary(&mut *self.stream, text.as_ptr(), length) };
+        if status == z::Z_OK {
+            Ok(())
+        } else {
+            Err(Error::Settings)
+        }
+    }
+
     /// Starts afresh, forgetting the context (with the same settings).
     pub fn reset(&mut self) {
         // SAFETY: the stream was initialised by deflateInit2_.
@@ -163,6 +177,14 @@ impl Drop for Deflate {
         // SAFETY: initialised by deflateInit2_, ended once.
         unsafe { z::deflateEnd(&mut *self.stream) };
     }
+}
+
+/// The CRC-32 of `bytes` following `crc` (0 to begin), as gzip's trailer holds it.
+pub fn crc32(crc: u32, bytes: &[u8]) -> u32 {
+    bytes.chunks(u32::MAX as usize).fold(crc, |crc, part| {
+        // SAFETY: zlib reads `part.len()` bytes of `part`.
+        unsafe { z::crc32(crc.into(), part.as_ptr(), part.len() as u32) as u32 }
+    })
 }
 
 /// A decompressor of raw deflate data, bounded.
@@ -383,6 +405,36 @@ mod tests {
             .expect("")
             .inflate(&[0xff; 32], &mut Vec::new(), 4096);
         assert_eq!(garbage, Err(Error::Corrupt));
+    }
+
+    #[test]
+    fn a_compressor_given_the_text_before_goes_on_where_another_stopped() {
+        let mut inflate = Inflate::raw(15).expect("a decompressor");
+        let mut plain = Vec::new();
+        let mut first = Deflate::new(Wrapper::Raw, 1, 9, 2).expect("a compressor");
+        let mut wire = Vec::new();
+        first.flush(&event(1), &mut wire);
+        inflate
+            .inflate(&wire, &mut plain, usize::MAX)
+            .expect("valid");
+        // A new compressor, given the text so far, refers back into it...
+        let mut second = Deflate::new(Wrapper::Raw, 1, 9, 2).expect("a compressor");
+        second.set_dictionary(&event(1)).expect("a dictionary");
+        let mut more = Vec::new();
+        second.flush(&event(2), &mut more);
+        // ...so its output is as small as the first compressor's would have been.
+        let mut same = Vec::new();
+        first.flush(&event(2), &mut same);
+        assert_eq!(more.len(), same.len());
+        inflate
+            .inflate(&more, &mut plain, usize::MAX)
+            .expect("valid");
+        assert_eq!(plain, [event(1), event(2)].concat());
+        assert_eq!(crc32(0, b"hello hello"), 0x12da640);
+        assert_eq!(
+            crc32(crc32(0, b"hello "), b"hello"),
+            crc32(0, b"hello hello")
+        );
     }
 
     #[test]
