@@ -705,84 +705,13 @@ async fn axe_finds_no_serious_violation_in_what_the_docs_add_in_the_browser() {
     .await;
 }
 
-/// nginx on `port`, passing `/demo/…` to `upstream` as `/…` (a site that mounts the server
-/// under a prefix), WebSocket upgrades included.
-fn prefix_config(port: u16, upstream: std::net::SocketAddr) -> String {
-    format!(
-        r#"worker_processes 1;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log logs/access.log;
-    client_body_temp_path tmp/client_body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      '';
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ return 404; }}
-        location /demo/ {{
-            proxy_pass http://{upstream}/;
-            proxy_http_version 1.1;
-            proxy_set_header Host $http_host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_buffering off;
-        }}
-    }}
-}}
-"#
-    )
-}
-
 #[tokio::test]
 async fn docs_stream_and_open_websockets_under_a_path_prefix_in_the_browser() {
-    use std::process::{Command, Stdio};
-
-    use crate::{helpers::Process, scaleout::nginx_binary};
-
-    let installed = Command::new(nginx_binary())
-        .arg("-v")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !crate::helpers::needs("nginx", installed) {
-        return;
-    }
     let app = spawn_app().await;
-    let port = super::harness::free_port();
-    let prefix = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nginx-docs-prefix");
-    let _ = std::fs::remove_dir_all(&prefix);
-    for dir in ["logs", "tmp"] {
-        std::fs::create_dir_all(prefix.join(dir)).expect("nginx's folders");
-    }
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(&conf, prefix_config(port, app.addr)).expect("write the config");
-    let _nginx = Process(
-        Command::new(nginx_binary())
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-e", "stderr", "-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    );
-    let base = format!("http://127.0.0.1:{port}/demo/");
-    let health = format!("{base}healthz");
-    wait_until(SOON, "nginx to pass /demo/ on", || async {
-        reqwest::get(&health).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
-
+    let Some(proxy) = super::prefix::PrefixProxy::start("nginx-docs-prefix", app.addr).await else {
+        return;
+    };
+    let base = proxy.base.clone();
     let ran = with_browser_at(&base, "docs-prefix", Options::default(), async |b| {
         // `/demo/docs` redirects to `/demo/docs/`, whose assets and document load from
         // under the prefix (open_docs checks that Swagger UI shows the operations).
@@ -812,7 +741,7 @@ async fn docs_stream_and_open_websockets_under_a_path_prefix_in_the_browser() {
         // What follows checks the requests the browser made.
         return;
     }
-    let log = std::fs::read_to_string(prefix.join("logs/access.log")).expect("nginx's log");
+    let log = proxy.access_log();
     for route in [
         "/demo/docs/ ",
         "/demo/openapi.json",

@@ -50,45 +50,75 @@ http {{
     )
 }
 
+/// nginx mounting a server at `/demo/`, on a free port, in its own folder.
+pub struct PrefixProxy {
+    /// `http://127.0.0.1:port/demo/`.
+    pub base: String,
+    /// nginx's folder (its `logs/access.log` says what the browser asked for).
+    pub dir: PathBuf,
+    _nginx: Process,
+}
+
+impl PrefixProxy {
+    /// nginx in the folder `name` passing `/demo/…` to `upstream`, once it does; `None` (the
+    /// test skipped, saying why) without nginx, unless `CI` is set.
+    pub async fn start(name: &str, upstream: std::net::SocketAddr) -> Option<Self> {
+        let installed = Command::new(nginx_binary())
+            .arg("-v")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !needs("nginx", installed) {
+            return None;
+        }
+        let port = free_port();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["logs", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("nginx's folders");
+        }
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config(port, upstream)).expect("write the config");
+        let nginx = Process(
+            Command::new(nginx_binary())
+                .arg("-p")
+                .arg(&dir)
+                .arg("-c")
+                .arg(&conf)
+                .args(["-e", "stderr", "-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nginx"),
+        );
+        let base = format!("http://127.0.0.1:{port}/demo/");
+        let health = format!("{base}healthz");
+        wait_until(
+            Duration::from_secs(10),
+            "nginx to pass /demo/ on",
+            || async { reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) },
+        )
+        .await;
+        Some(Self {
+            base,
+            dir,
+            _nginx: nginx,
+        })
+    }
+
+    /// nginx's access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/access.log")).expect("nginx's log")
+    }
+}
+
 #[tokio::test]
 async fn the_page_under_a_path_prefix_streams_on_every_transport_in_the_browser() {
-    let installed = Command::new(nginx_binary())
-        .arg("-v")
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !needs("nginx", installed) {
-        return;
-    }
     let app = spawn_app().await;
-    let port = free_port();
-    let prefix = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nginx-prefix");
-    let _ = std::fs::remove_dir_all(&prefix);
-    for dir in ["logs", "tmp"] {
-        std::fs::create_dir_all(prefix.join(dir)).expect("nginx's folders");
-    }
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(&conf, config(port, app.addr)).expect("write the config");
-    let _nginx = Process(
-        Command::new(nginx_binary())
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-e", "stderr", "-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx"),
-    );
-    let base = format!("http://127.0.0.1:{port}/demo/");
-    let health = format!("{base}healthz");
-    wait_until(
-        Duration::from_secs(10),
-        "nginx to pass /demo/ on",
-        || async { reqwest::get(&health).await.is_ok_and(|r| r.status() == 200) },
-    )
-    .await;
+    let Some(proxy) = PrefixProxy::start("nginx-prefix", app.addr).await else {
+        return;
+    };
+    let base = proxy.base.clone();
 
     let ran = with_browser_at(&base, "prefix", Options::default(), async |b| {
         b.open_page().await;
@@ -124,7 +154,7 @@ async fn the_page_under_a_path_prefix_streams_on_every_transport_in_the_browser(
         let completed = crate::helpers::outcome(&app, transport, "completed").await;
         assert_eq!(completed, 2.0, "{transport}");
     }
-    let log = std::fs::read_to_string(prefix.join("logs/access.log")).expect("nginx's log");
+    let log = proxy.access_log();
     for route in [
         "/demo/stream?",
         "/demo/stream/sse?",
