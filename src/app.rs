@@ -13,8 +13,9 @@ use rust_embed::RustEmbed;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
-    api::{self, HeadRequest, State},
+    api::{self, HeadRequest, State, WebTransportSite},
     assets::{Document, Files},
+    certs::Certificates,
     config::Compression,
     config::Config,
     docs::Docs,
@@ -158,11 +159,13 @@ const LISTEN_BACKLOG: u32 = 4096;
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    webtransport: Option<server::wt::Endpoint>,
     state: State,
 }
 
 impl Application {
-    /// Binds `config.addr`.
+    /// Binds `config.addr` (TCP), and the WebTransport address (UDP) unless it is off: by
+    /// default the same IP address and port number.
     pub async fn bind(config: Config) -> io::Result<Self> {
         let socket = match config.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -174,16 +177,38 @@ impl Application {
         // client that overflows it waits for TCP to retry its SYN.
         let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
+        let webtransport = match config.webtransport.addr(addr) {
+            Some(at) => {
+                let certs = Certificates::load(&config)?;
+                let endpoint = server::wt::Endpoint::bind(at, certs).map_err(|err| {
+                    io::Error::new(err.kind(), format!("webtransport on UDP {at}: {err}"))
+                })?;
+                Some(endpoint)
+            }
+            None => None,
+        };
+        let site = webtransport.as_ref().map(|endpoint| WebTransportSite {
+            port: endpoint.local_addr().port(),
+            certs: endpoint.certs().clone(),
+        });
         Ok(Self {
             listener,
             addr,
-            state: State::new(config),
+            webtransport,
+            state: State::new(config, site),
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The WebTransport address (UDP) actually bound, if it is served.
+    pub fn webtransport_addr(&self) -> Option<SocketAddr> {
+        self.webtransport
+            .as_ref()
+            .map(server::wt::Endpoint::local_addr)
     }
 
     /// The server's open streams (limit, shutdown token, metrics).
@@ -197,7 +222,12 @@ impl Application {
         let shutdown = self.state.streams().shutdown().clone();
         let deadline = self.state.config().shutdown_timeout();
         let timeouts = self.state.config().timeouts();
-        log_urls(self.addr);
+        log_urls(self.addr, self.webtransport_addr());
+        let state = self.state.clone();
+        let sessions = self.webtransport.map(|endpoint| {
+            let open = move |request| api::webtransport_session(state.clone(), request);
+            endpoint.serve(open, shutdown.clone(), timeouts.header)
+        });
         let serving = server::serve(
             self.listener,
             routes(self.state),
@@ -217,18 +247,30 @@ impl Application {
                 "shutdown timeout: dropping connections still open"
             );
         }
+        if let Some(sessions) = sessions {
+            sessions.close().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Logs where everything is served at `addr`: the page, the docs, each stream, the spec.
-fn log_urls(addr: SocketAddr) {
+/// Logs where everything is served at `addr` (and WebTransport at `wt`): the page, the docs,
+/// each stream, the spec.
+fn log_urls(addr: SocketAddr, wt: Option<SocketAddr>) {
     tracing::info!("live page:     http://{addr}/");
     tracing::info!("Swagger UI:    http://{addr}/docs");
     for transport in Transport::ALL {
         let (name, scheme, path) = (transport.as_str(), transport.scheme(), transport.path());
-        tracing::info!("{name:<5} stream:  {scheme}://{addr}{path}?count=10&interval_ms=300");
+        let at = match (transport.over_tcp(), wt) {
+            (true, _) => addr,
+            (false, Some(wt)) => wt,
+            (false, None) => {
+                tracing::info!("{name:<5} stream:  off");
+                continue;
+            }
+        };
+        tracing::info!("{name:<5} stream:  {scheme}://{at}{path}?count=10&interval_ms=300");
     }
     tracing::info!("OpenAPI:       http://{addr}/openapi.json");
     tracing::info!(%addr, "listening");

@@ -2,6 +2,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -17,6 +18,9 @@ const DEFAULT_MAX_STREAMS_PER_CLIENT: usize = 1_000;
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_STALL_TIMEOUT_SECS: u64 = 60;
+/// The longest a certificate accepted by its hash may be valid (WebTransport's rule for
+/// `serverCertificateHashes`).
+pub const MAX_CERT_VALIDITY: Duration = Duration::from_secs(14 * 24 * 60 * 60);
 
 /// The command line: serve (the default), or print the OpenAPI document.
 #[derive(Debug, Parser)]
@@ -114,6 +118,50 @@ pub struct Config {
     /// `permessage-deflate`), flushed with every write: `on` or `off` (identity always).
     #[arg(long, env = "CHUNKSTREAM_COMPRESSION", default_value = "on")]
     pub compression: Compression,
+
+    /// WebTransport (HTTP/3) sessions at `https://HOST:PORT/stream/wt` on UDP: `on` (the
+    /// port number of `--addr`, on its IP address), `off`, or an address `host:port` to
+    /// listen on (port 0 picks a free port).
+    #[arg(long, env = "CHUNKSTREAM_WEBTRANSPORT", default_value = "on",
+          value_parser = parse_webtransport)]
+    pub webtransport: WebTransport,
+
+    /// WebTransport: the certificate chain (PEM, the server's first) to present, with
+    /// `--tls-key`. Without them the server makes its own, self-signed and valid 14 days,
+    /// renewed while it runs; a page accepts it by the hash `GET /stream/wt` gives.
+    #[arg(long, env = "CHUNKSTREAM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// WebTransport: the private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "CHUNKSTREAM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How long a self-signed certificate is valid; it is renewed halfway. Not an option:
+    /// the contract's maximum, which tests shorten to see a renewal.
+    #[arg(skip = MAX_CERT_VALIDITY)]
+    pub cert_validity: Duration,
+}
+
+/// Where WebTransport sessions are served, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebTransport {
+    /// On UDP at the HTTP listener's address (its IP address and port number).
+    On,
+    /// Not served.
+    Off,
+    /// On UDP at this address.
+    At(SocketAddr),
+}
+
+impl WebTransport {
+    /// The UDP address to serve sessions on, given the HTTP listener's bound address.
+    pub fn addr(self, http: SocketAddr) -> Option<SocketAddr> {
+        match self {
+            WebTransport::On => Some(http),
+            WebTransport::Off => None,
+            WebTransport::At(addr) => Some(addr),
+        }
+    }
 }
 
 /// Whether streams are compressed for clients that ask.
@@ -141,6 +189,10 @@ impl Default for Config {
             idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
             stall_timeout_secs: DEFAULT_STALL_TIMEOUT_SECS,
             compression: Compression::On,
+            webtransport: WebTransport::On,
+            tls_cert: None,
+            tls_key: None,
+            cert_validity: MAX_CERT_VALIDITY,
         }
     }
 }
@@ -187,6 +239,17 @@ fn parse_max_streams(raw: &str) -> Result<usize, String> {
     match raw.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("`{raw}` is not a positive whole number of streams")),
+    }
+}
+
+/// `on`, `off` or a socket address.
+fn parse_webtransport(raw: &str) -> Result<WebTransport, String> {
+    match raw.trim() {
+        "on" => Ok(WebTransport::On),
+        "off" => Ok(WebTransport::Off),
+        addr => addr.parse().map(WebTransport::At).map_err(|_| {
+            format!("`{raw}` is neither `on`, `off` nor an address such as 127.0.0.1:4433")
+        }),
     }
 }
 
@@ -244,6 +307,22 @@ mod tests {
         let off = parse(&["--compression", "off"]).expect("off parses").config;
         assert_eq!(off.compression, Compression::Off);
         assert!(parse(&["--compression", "maybe"]).is_err());
+        assert_eq!(
+            (c.webtransport, d.webtransport),
+            (WebTransport::On, WebTransport::On)
+        );
+        assert_eq!((c.tls_cert, c.tls_key), (None, None));
+        assert_eq!(c.cert_validity, MAX_CERT_VALIDITY);
+        let http: SocketAddr = "127.0.0.1:3000".parse().expect("an address");
+        assert_eq!(WebTransport::On.addr(http), Some(http));
+        let at = parse(&["--webtransport", "[::1]:4433"])
+            .expect("an address")
+            .config;
+        assert_eq!(at.webtransport.addr(http), "[::1]:4433".parse().ok());
+        let off = parse(&["--webtransport", "off"])
+            .expect("off parses")
+            .config;
+        assert_eq!(off.webtransport.addr(http), None);
     }
 
     #[test]
@@ -307,6 +386,8 @@ mod tests {
             &["--idle-timeout-secs", "0"],
             &["--stall-timeout-secs", "soon"],
             &["--max-streams-per-client=-1"],
+            &["--webtransport", "maybe"],
+            &["--tls-cert", "cert.pem"],
         ] {
             let err = parse(args).expect_err("must be refused").to_string();
             let flag = args[0].split('=').next().unwrap_or_default();

@@ -15,14 +15,17 @@
 //!   the limits (server-wide and per client), the metrics, and `Chunks`, the one type every
 //!   transport reads (the generator's chunks for one client, then how the stream ended).
 //! - [`transport`]: each wire format from a stream's chunks, nothing more: `text`, `sse` and
-//!   `jsonl` as HTTP bodies (`body`), `ws` with its handshake, loop, control and framing.
+//!   `jsonl` as HTTP bodies (`body`), `ws` with its handshake, loop, control and framing,
+//!   `wt` (WebTransport) with its session loop, the client's control stream and endings.
 //! - [`api`]: the poem-openapi service: one operation per transport over one skeleton, the
 //!   stream parameters, JSON errors, the spec.
+//! - [`certs`]: the WebTransport certificate: the configured one, or the server's own,
+//!   self-signed and renewed while it runs.
 //! - [`assets`]: files served as they are (the page, the docs, the OpenAPI documents), each
 //!   with its `ETag`, and in gzip when the client asks.
 //! - [`docs`]: `/docs`, Swagger UI and its streaming plugin, served as cacheable assets.
 //! - [`server`]: our HTTP/1.1 accept loop (hyper) serving the app, holding every connection
-//!   to its header, idle and stall deadlines.
+//!   to its header, idle and stall deadlines; and the WebTransport endpoint (HTTP/3 on UDP).
 //! - [`app`]: routes (API, page, docs, spec), binding, running, graceful shutdown.
 //! - [`config`]: command line and `CHUNKSTREAM_*` environment.
 //! - [`logging`]: the log output: tracing-subscriber's `fmt`, lines written in batches.
@@ -34,6 +37,7 @@
 pub mod api;
 pub mod app;
 pub mod assets;
+pub mod certs;
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -16,6 +16,7 @@ mod state;
 mod streamed;
 mod text;
 mod ws;
+mod wt;
 
 use std::collections::HashMap;
 
@@ -25,8 +26,9 @@ use poem_openapi::{OpenApi, OpenApiService, Tags};
 pub use self::{
     errors::{ErrorBody, StreamError},
     params::{StreamOperations, StreamQuery},
-    state::{HeadRequest, State},
+    state::{HeadRequest, State, WebTransportSite},
     streamed::{ChunkSchema, Streamed},
+    wt::session as webtransport_session,
 };
 
 /// Operation groups in Swagger UI.
@@ -42,7 +44,13 @@ enum Tag {
 /// parameters), then health and metrics. The operations read the [`State`] from the request
 /// (poem's `Data`), which the app's routes add.
 type Apis = (
-    StreamOperations<(text::TextApi, sse::SseApi, ws::WsApi, jsonl::JsonlApi)>,
+    StreamOperations<(
+        text::TextApi,
+        sse::SseApi,
+        ws::WsApi,
+        jsonl::JsonlApi,
+        wt::WtApi,
+    )>,
     ops::OpsApi,
 );
 

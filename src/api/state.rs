@@ -12,6 +12,7 @@ use super::{
     streamed::{Media, Streamed},
 };
 use crate::{
+    certs::Certificates,
     client::{Client, TrustedProxies},
     config::{Compression, Config},
     connection::Activity,
@@ -40,11 +41,21 @@ struct Parts {
     streams: Streams,
     config: Config,
     proxies: TrustedProxies,
+    webtransport: Option<WebTransportSite>,
+}
+
+/// Where WebTransport sessions are served, and with which certificate.
+#[derive(Clone)]
+pub struct WebTransportSite {
+    /// The UDP port.
+    pub port: u16,
+    /// The certificate new sessions are accepted with.
+    pub certs: Certificates,
 }
 
 impl State {
-    /// State for a server with `config`.
-    pub fn new(config: Config) -> Self {
+    /// State for a server with `config`, serving WebTransport as `webtransport` says.
+    pub fn new(config: Config, webtransport: Option<WebTransportSite>) -> Self {
         let limits = Limits {
             streams: config.max_streams,
             per_client: config.max_streams_per_client,
@@ -53,7 +64,13 @@ impl State {
             streams: Streams::new(limits, Shutdown::default(), Default::default()),
             proxies: TrustedProxies::new(config.trusted_proxies.iter().copied()),
             config,
+            webtransport,
         }))
+    }
+
+    /// Where WebTransport sessions are served, if they are.
+    pub fn webtransport(&self) -> Option<&WebTransportSite> {
+        self.0.webtransport.as_ref()
     }
 
     /// The open streams: limits, shutdown, metrics.

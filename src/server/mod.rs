@@ -9,6 +9,7 @@
 //! connections gracefully on shutdown.
 
 mod deadlines;
+pub mod wt;
 
 use std::{
     convert::Infallible,

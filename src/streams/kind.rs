@@ -13,6 +13,8 @@ pub enum Transport {
     Ws,
     /// `GET /stream/jsonl`: JSON Lines.
     Jsonl,
+    /// `/stream/wt` over HTTP/3: WebTransport.
+    Wt,
 }
 
 /// What a transport is called and where it is served.
@@ -24,11 +26,12 @@ struct About {
 
 impl Transport {
     /// Every transport, in metric-label order.
-    pub const ALL: [Transport; 4] = [
+    pub const ALL: [Transport; 5] = [
         Transport::Text,
         Transport::Sse,
         Transport::Ws,
         Transport::Jsonl,
+        Transport::Wt,
     ];
 
     /// One entry per transport: its label, its route and the URL scheme a client uses.
@@ -38,6 +41,8 @@ impl Transport {
             Transport::Sse => ("sse", "/stream/sse", "http"),
             Transport::Ws => ("ws", "/stream/ws", "ws"),
             Transport::Jsonl => ("jsonl", "/stream/jsonl", "http"),
+            // A session on UDP; `GET http://…/stream/wt` tells a page how to open it.
+            Transport::Wt => ("wt", "/stream/wt", "https"),
         };
         About {
             label,
@@ -56,9 +61,16 @@ impl Transport {
         self.about().path
     }
 
-    /// The URL scheme a client opens it with on a plain listener (`http`, `ws`).
+    /// The URL scheme a client opens it with on a plain listener (`http`, `ws`; `https`
+    /// for WebTransport, always over TLS).
     pub const fn scheme(self) -> &'static str {
         self.about().scheme
+    }
+
+    /// Whether it travels over the HTTP listener (TCP), so through a reverse proxy too.
+    /// WebTransport does not: it is HTTP/3 on the server's own UDP port.
+    pub const fn over_tcp(self) -> bool {
+        !matches!(self, Transport::Wt)
     }
 }
 
@@ -108,12 +120,12 @@ pub enum Outcome {
     ClientGone,
     /// The server shut down.
     Shutdown,
-    /// The client asked the stream to stop (a WebSocket `stop` action).
+    /// The client asked the stream to stop (a WebSocket or WebTransport `stop` action).
     Stopped,
     /// Refused before it opened: the client's share or the server's limit was taken.
     Rejected,
-    /// The client broke the protocol (a WebSocket close 1002, 1003, 1007 or 1009) or stopped
-    /// answering pings.
+    /// The client broke the protocol (a WebSocket close 1002, 1003, 1007 or 1009; a
+    /// WebTransport control line that is not an action) or stopped answering pings.
     ProtocolError,
     /// The client accepted no bytes for the stall timeout.
     Stalled,

@@ -5,7 +5,9 @@
 //! [`BodyFrames`](body::BodyFrames) from an [`Encoder`]: it encodes the ready chunks into one
 //! buffer (up to [`FRAME_TARGET`]) and hands the buffer over as soon as the stream would wait.
 //! Ready chunks share one write; a paced chunk goes out alone, at once. `ws` is a protocol
-//! with parts (handshake, connection loop, control messages, framing): a folder.
+//! with parts (handshake, connection loop, control messages, framing): a folder; so is `wt`,
+//! WebTransport (the session loop, the client's control stream, its endings), which writes
+//! JSON Lines' bytes on a QUIC stream.
 //! [`encode`] writes a chunk's bytes for all of them, and [`control`] reads what a client may
 //! send to steer its stream.
 
@@ -17,6 +19,7 @@ pub mod jsonl;
 pub mod sse;
 pub mod text;
 pub mod ws;
+pub mod wt;
 
 use std::time::Duration;
 
