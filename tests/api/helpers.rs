@@ -10,14 +10,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chunkstream::{app::Application, config::Config, streams::Metrics};
-use futures_util::StreamExt;
+use chunkstream::{
+    app::Application,
+    config::{Config, WebTransport},
+    streams::Metrics,
+};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// A running server. Dropping it shuts the server down.
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves WebTransport (UDP), unless that is off.
+    pub wt: Option<SocketAddr>,
     /// A client for plain HTTP requests.
     pub client: reqwest::Client,
     /// The server's metrics, readable after it has stopped too.
@@ -54,15 +59,24 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 
 /// A server on `addr`: to start a successor on the address of one that was shut down
 /// (the port is free again once its shutdown has returned).
+///
+/// WebTransport listens on a UDP port of its own choosing (port 0), not on the TCP port's
+/// number as by default: a free TCP port says nothing of the same UDP port, which a test
+/// running beside may hold. `configure` may still turn it off or place it; the default
+/// (`on`) is the real binary's, tested there.
 pub async fn spawn_app_at(addr: SocketAddr, configure: impl FnOnce(&mut Config)) -> TestApp {
     init_tracing();
-    let mut config = Config::default();
+    let mut config = Config {
+        webtransport: WebTransport::At(SocketAddr::new(addr.ip(), 0)),
+        ..Config::default()
+    };
     configure(&mut config);
     config.addr = addr;
     let app = Application::bind(config)
         .await
         .expect("bind the test address");
     let addr = app.local_addr();
+    let wt = app.webtransport_addr();
     let recorder = app.streams().metrics().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
@@ -70,6 +84,7 @@ pub async fn spawn_app_at(addr: SocketAddr, configure: impl FnOnce(&mut Config))
     }));
     TestApp {
         addr,
+        wt,
         client: reqwest::Client::new(),
         recorder,
         stop: Some(stop),
@@ -363,148 +378,6 @@ pub fn needs(tool: &str, installed: bool) -> bool {
         "skipped: {tool} is not installed (./scripts/test.sh installs it and runs this test)"
     );
     false
-}
-
-/// A client of one stream on any transport: the HTTP body, or the WebSocket.
-pub enum StreamClient {
-    /// A text, SSE or JSON Lines body (with its own client, so its own connection).
-    Http(reqwest::Client, BodyStream),
-    /// A WebSocket.
-    Ws(Box<WsClient>),
-}
-
-/// An HTTP body, read frame by frame.
-pub type BodyStream =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
-
-/// A WebSocket client over a plain socket.
-pub type WsClient =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A refused stream: the status, its `Retry-After`, and the JSON body's `error`.
-#[derive(Debug)]
-pub struct Refused {
-    /// The status.
-    pub status: u16,
-    /// `Retry-After`, if sent.
-    pub retry_after: Option<String>,
-    /// The body's `error`.
-    pub error: String,
-}
-
-/// How a stream ended for its client.
-#[derive(Debug, PartialEq)]
-pub enum Ended {
-    /// An HTTP body ended cleanly: everything after the first frame.
-    Body(Vec<u8>),
-    /// A WebSocket closed: its close code, if a close frame came.
-    Closed(Option<u16>),
-}
-
-impl StreamClient {
-    /// Opens `transport`'s stream with `query`, or returns the refusal.
-    pub async fn open(
-        app: &TestApp,
-        transport: chunkstream::streams::Transport,
-        query: &str,
-    ) -> Result<Self, Refused> {
-        use chunkstream::streams::Transport;
-        let path = format!("{}?{query}", transport.path());
-        if transport == Transport::Ws {
-            let url = format!("ws://{}{path}", app.addr);
-            return match tokio_tungstenite::connect_async(url).await {
-                Ok((ws, _)) => Ok(Self::Ws(Box::new(ws))),
-                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .map(|v| v.to_str().unwrap().to_owned());
-                    let body = resp.body().clone().unwrap_or_default();
-                    let json: serde_json::Value =
-                        serde_json::from_slice(&body).expect("a JSON refusal");
-                    Err(Refused {
-                        status: resp.status().as_u16(),
-                        retry_after,
-                        error: json["error"].as_str().unwrap_or_default().to_owned(),
-                    })
-                }
-                Err(err) => panic!("{path}: {err}"),
-            };
-        }
-        let client = reqwest::Client::new();
-        let resp = client
-            .get(app.url(&path))
-            .send()
-            .await
-            .expect("request sent");
-        if resp.status() != 200 {
-            let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let json: serde_json::Value = resp.json().await.expect("a JSON refusal");
-            let error = json["error"].as_str().unwrap_or_default().to_owned();
-            return Err(Refused {
-                status,
-                retry_after,
-                error,
-            });
-        }
-        Ok(Self::Http(client, Box::pin(resp.bytes_stream())))
-    }
-
-    /// Waits (at most 5 s) for the stream's first bytes or text frame.
-    pub async fn first(&mut self) {
-        let next = async {
-            match self {
-                Self::Http(_, body) => {
-                    body.next()
-                        .await
-                        .expect("a first frame")
-                        .expect("body bytes");
-                }
-                Self::Ws(ws) => loop {
-                    match ws.next().await.expect("a first message").expect("a frame") {
-                        tokio_tungstenite::tungstenite::Message::Text(_) => break,
-                        _ => continue,
-                    }
-                },
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), next)
-            .await
-            .expect("the stream's first chunk within 5 s");
-    }
-
-    /// Reads to the end (at most 5 s): the rest of an HTTP body, which must end cleanly, or
-    /// a WebSocket's close frame.
-    pub async fn end(self) -> Ended {
-        let rest = async {
-            match self {
-                Self::Http(_client, mut body) => {
-                    let mut rest = Vec::new();
-                    while let Some(frame) = body.next().await {
-                        rest.extend_from_slice(&frame.expect("a clean end of the body"));
-                    }
-                    Ended::Body(rest)
-                }
-                Self::Ws(mut ws) => loop {
-                    use tokio_tungstenite::tungstenite::Message;
-                    match ws.next().await {
-                        Some(Ok(Message::Close(frame))) => {
-                            break Ended::Closed(frame.map(|f| f.code.into()));
-                        }
-                        Some(Ok(_)) => continue,
-                        other => panic!("expected a close frame, got {other:?}"),
-                    }
-                },
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), rest)
-            .await
-            .expect("the stream's end within 5 s")
-    }
 }
 
 /// RFC 6455 §1.3's example `Sec-WebSocket-Key`, and the `Sec-WebSocket-Accept` it calls for.

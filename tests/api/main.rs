@@ -1,6 +1,7 @@
 //! Integration tests: the real server on port 0, real clients over real sockets.
 
 mod browser;
+mod clients;
 mod compression;
 mod docs;
 mod errors;
@@ -19,3 +20,5 @@ mod transports;
 mod ws;
 mod ws_deflate;
 mod ws_protocol;
+mod wt;
+mod wt_client;

@@ -4,10 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use chunkstream::{config::Config, streams::Transport};
+use chunkstream::{config::Config, streams::Transport, transport::wt::Code};
 
-use crate::helpers::{
-    Ended, StreamClient, TestApp, outcome, series, spawn_app, spawn_app_with, wait_until,
+use crate::{
+    clients::{Ended, StreamClient},
+    helpers::{TestApp, outcome, series, spawn_app, spawn_app_with, wait_until},
+    wt_client::StreamEnd,
 };
 
 /// `chunkstream_open_streams{transport}`.
@@ -71,6 +73,11 @@ async fn shutdown_ends_every_open_stream_at_once_and_counts_each_once() {
         match (transport, client.end().await) {
             // 1001: going away; a client may reconnect elsewhere.
             (Transport::Ws, ended) => assert_eq!(ended, Ended::Closed(Some(1001))),
+            // The chunk stream reset with 1, going away (HTTP/3-encoded on the wire).
+            (Transport::Wt, ended) => {
+                let going_away = Code::GoingAway.stream().into_inner();
+                assert_eq!(ended, Ended::Session(StreamEnd::Reset(going_away)));
+            }
             // No SSE `end`: a resuming client must not think the stream complete.
             (_, Ended::Body(rest)) => {
                 let rest = String::from_utf8_lossy(&rest);
