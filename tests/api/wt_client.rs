@@ -242,6 +242,12 @@ impl WtSession {
         control.write_all(bytes).await.expect("a control line sent");
     }
 
+    /// Finishes the control stream (opened by [`WtSession::send_control`]).
+    pub async fn finish_control(&mut self) {
+        let control = self.control.as_mut().expect("a control stream");
+        control.finish().await.expect("the control stream finished");
+    }
+
     /// Sends `{"action":"<action>"}` and a line feed.
     pub async fn action(&mut self, action: &str) {
         let line = format!("{{\"action\":\"{action}\"}}\n");
