@@ -22,3 +22,4 @@ mod ws_deflate;
 mod ws_protocol;
 mod wt;
 mod wt_client;
+mod wt_ops;
