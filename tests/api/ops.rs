@@ -72,7 +72,7 @@ async fn metrics_tell_the_truth_after_mixed_endings() {
     // Every series of the contract (API.md, its names written out here) is there from the
     // start, at zero if nothing happened.
     let all = app.metrics().await;
-    for t in ["text", "sse", "ws", "jsonl"] {
+    for t in ["text", "sse", "ws", "jsonl", "wt"] {
         for name in ["chunkstream_open_streams", "chunkstream_chunks_sent_total"] {
             let key = format!("{name}{{transport=\"{t}\"}}");
             assert!(all.contains_key(&key), "{key}");
