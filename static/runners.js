@@ -1,7 +1,8 @@
 // chunkstream live page: how each transport's stream is read. A runner takes a `Run` (see
 // app.js), opens the stream its URL names, and tells the run what happens: `setState`,
 // `chunk(index, text)`, `complete()` or `end(state, message)`; it gives the run `stop`, and
-// `pause` and `resume` where the transport takes control messages.
+// `pause` and `resume` where the transport takes control messages. WebTransport's runner is
+// in webtransport.js.
 
 /** How long a WebSocket may take to close after a `stop` before the page closes it. */
 export const STOP_GRACE_MS = 2000;
