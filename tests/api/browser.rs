@@ -410,7 +410,13 @@ async fn docs_link_renders_the_operations_in_the_browser() {
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let wanted = ["/stream", "/stream/sse", "/stream/ws", "/stream/jsonl"];
+            let wanted = [
+                "/stream",
+                "/stream/sse",
+                "/stream/ws",
+                "/stream/jsonl",
+                "/stream/wt",
+            ];
             if wanted.iter().all(|w| paths.contains(w)) {
                 break;
             }

@@ -1,13 +1,16 @@
 //! The page's WebTransport panel where there is no WebTransport to be had — a server run with
 //! `--webtransport off`, UDP that carries nothing — and when its server goes away: the panel
 //! says so in words, the race runs the other four, and a going-away server's successor
-//! resumes the stream where it was cut.
+//! resumes the stream where it was cut. And `/docs`, where `GET /stream/wt` is an ordinary
+//! JSON operation, which the streaming plugin leaves to Swagger UI.
 
 use chunkstream::config::WebTransport;
 use futures_util::FutureExt;
 
 use super::TRANSPORTS;
-use super::harness::{Browser, Options, SOON, chunks_sent, open_streams, with_browser_at};
+use super::harness::{
+    Browser, Options, SOON, chunks_sent, open_streams, with_browser, with_browser_at,
+};
 use crate::helpers::{TestApp, outcome, spawn_app_at, spawn_app_with, wait_until};
 
 /// The words an unavailable WebTransport panel starts with.
@@ -203,4 +206,61 @@ async fn webtransport_resumes_across_a_server_restart_in_the_browser() {
 async fn the_successor_sent_the_rest(successor: &TestApp, rest: u64) {
     assert_eq!(chunks_sent(successor, "wt").await, rest as f64);
     assert_eq!(outcome(successor, "wt", "completed").await, 1.0);
+}
+
+#[tokio::test]
+async fn docs_show_how_to_open_a_session_as_plain_json_in_the_browser() {
+    let app = spawn_app_with(|c| c.webtransport = WebTransport::At(loopback())).await;
+    with_browser(&app, "docs-wt", async |b| {
+        b.goto("docs").await;
+        let op = "#operations-Stream-get_stream_wt";
+        b.client
+            .wait()
+            .at_most(SOON)
+            .for_element(fantoccini::Locator::Css(&format!(
+                "{op} .opblock-summary-control"
+            )))
+            .await
+            .expect("Swagger UI shows GET /stream/wt");
+        b.click(&format!("{op} .opblock-summary-control")).await;
+        b.client
+            .wait()
+            .at_most(SOON)
+            .for_element(fantoccini::Locator::Css(&format!("{op} .btn.execute")))
+            .await
+            .expect("Execute");
+        b.click(&format!("{op} .btn.execute")).await;
+        let script = format!(
+            r#"const t = document.querySelector("{op} .live-responses-table");
+            return t ? t.innerText : "";"#
+        );
+        let start = std::time::Instant::now();
+        let response = loop {
+            let text = b.js(&script).await.as_str().unwrap_or_default().to_owned();
+            if text.contains("serverCertificateHashes") {
+                break text;
+            }
+            assert!(
+                start.elapsed() < SOON,
+                "Swagger UI shows the answer: {text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        for words in ["200", "https://127.0.0.1:", "/stream/wt?count=", "sha-256"] {
+            assert!(response.contains(words), "{words:?} in {response}");
+        }
+        let streamed = b
+            .js(&format!(
+                r#"return document.querySelector("{op} .cs-stream") !== null;"#
+            ))
+            .await;
+        assert_eq!(
+            streamed,
+            serde_json::json!(false),
+            "no stream view for JSON"
+        );
+        b.screenshot("docs-wt").await;
+        b.assert_no_console_errors("executing GET /stream/wt").await;
+    })
+    .await;
 }
