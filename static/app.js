@@ -1,31 +1,36 @@
-// chunkstream live page: one generator, read over four transports, rendered as it arrives.
+// chunkstream live page: one generator, read over five transports, rendered as it arrives.
+// This file holds the panels, the runs and the form; runners.js and webtransport.js read
+// the streams, chart.js draws the chart.
 //
-// Every URL is relative to the page (`stream?…`, `stream/sse?…`, `stream/jsonl?…`, a WebSocket
-// URL built from `location`), so the page works on any host and port and behind a reverse
-// proxy under any prefix.
+// Every URL is relative to the page (`stream?…`, `stream/sse?…`, `stream/jsonl?…`,
+// `stream/wt?…`, a WebSocket URL built from `location`), so the page works on any host and
+// port and behind a reverse proxy under any prefix. (The WebTransport session itself goes
+// where `stream/wt` says: the server's UDP port, which no HTTP proxy carries.)
 //
 // Each panel exposes its state on its element for tests and curious readers:
 //   data-state     idle | connecting | streaming | paused | reconnecting | done | stopped | error
+//                  | unavailable (WebTransport: this browser, server or network has none)
 //   data-count     chunks received
 //   data-last      index of the last chunk received
 //   data-in-order  "true" while every chunk was the one after its predecessor
-//   data-protocol  h2 | http/1.1 | … (Resource Timing's nextHopProtocol) | http/1.1 upgrade
+//   data-protocol  h2 | http/1.1 | … (Resource Timing's nextHopProtocol) | http/1.1 upgrade | h3
 //   data-encoding  identity | gzip | permessage-deflate | compressed (what the browser tells)
 //   data-waiting   "true" while the panel explains why its stream waits for a connection
+//                  (or, WebTransport, for its HTTP/3 handshake)
 // and `window.chunkstreamChart.read()` returns what the chart drew last (see chart.js).
 // `?chart=off` in the page's URL leaves the chart out, to measure what it costs.
 
 import { Chart, swatch } from "./chart.js";
+import { runJsonl, runSse, runText, runWs } from "./runners.js";
+import { runWt } from "./webtransport.js";
 
 /** How many chunks each panel keeps in the DOM: a stream of 10 million stays 50 nodes. */
 const SHOWN = 50;
 /** How often the clock-driven figures (elapsed, chunks/s) and the chart refresh, in ms. */
 const TICK_MS = 250;
-/** How long a WebSocket may take to close after a `stop` before the page closes it. */
-const STOP_GRACE_MS = 2000;
 /** How many times, TICK_MS apart, a panel looks for its ended stream's timing entry. */
 const ENTRY_TRIES = 40;
-/** How long an HTTP stream may wait for a connection before the panel says why. */
+/** How long a stream may wait for a connection before the panel says why. */
 const WAIT_EXPLAINED_AFTER_MS = 2000;
 /** Connections a browser opens to one site over HTTP/1.1 (all of them: Chromium, Firefox, Safari). */
 const HTTP1_CONNECTIONS_PER_SITE = 6;
@@ -36,13 +41,16 @@ const HTTP1_CONNECTIONS_PER_SITE = 6;
  * runner. Each colour keeps the contrast WCAG asks of graphics (3:1) against the chart's
  * background in both colour schemes, and each dash tells the lines apart without colour.
  * `http`: the stream is an HTTP response, which holds one of the browser's connections to the
- * site for as long as it lasts over HTTP/1.1 (a WebSocket has connections of its own).
+ * site for as long as it lasts over HTTP/1.1 (a WebSocket and a WebTransport session have
+ * connections of their own); otherwise `protocol` is what the browser knows of the protocol.
+ * `control`: the stream takes pause and resume messages (the Pause and Resume buttons).
  */
 const TRANSPORTS = [
   { name: "text", label: "Text", api: "fetch", route: "stream", http: true, colour: "#2b7bd0", dash: "", runner: runText },
   { name: "sse", label: "SSE", api: "EventSource", route: "stream/sse", http: true, colour: "#d2572b", dash: "9 4", runner: runSse },
-  { name: "ws", label: "WebSocket", api: null, route: "stream/ws", http: false, colour: "#0e8a63", dash: "2 5", runner: runWs },
+  { name: "ws", label: "WebSocket", api: null, route: "stream/ws", http: false, protocol: "http/1.1 upgrade", control: true, colour: "#0e8a63", dash: "2 5", runner: runWs },
   { name: "jsonl", label: "JSON Lines", api: "fetch", route: "stream/jsonl", http: true, colour: "#9b59d0", dash: "8 3 2 3", runner: runJsonl },
+  { name: "wt", label: "WebTransport", api: null, route: "stream/wt", http: false, protocol: "h3", control: true, colour: "#c2418a", dash: "12 3 2 3 2 3", runner: runWt },
 ];
 
 /**
@@ -51,10 +59,10 @@ const TRANSPORTS = [
  * its response has ended, so until then it is the page's: the page and its streams come from
  * one origin over one protocol, and over HTTP/2 one connection carries them all. A WebSocket
  * has no entry; what the browser knows is that it began as an HTTP/1.1 upgrade (the server
- * and nginx upgrade nothing else).
+ * and nginx upgrade nothing else). A WebTransport session is HTTP/3 (`h3`) by definition.
  */
 function protocolOf(run) {
-  if (!run.panel.transport.http) return "http/1.1 upgrade";
+  if (!run.panel.transport.http) return run.panel.transport.protocol;
   return ownEntry(run)?.nextHopProtocol || pageProtocol();
 }
 
@@ -71,7 +79,8 @@ function ownEntry(run) {
  * `Content-Encoding` (fetch), the WebSocket's negotiated extensions, or, for an EventSource,
  * which shows no headers, whether its timing entry counted fewer bytes on the wire than
  * decoded. And the bytes on the wire, where Resource Timing counts them (once the response
- * has ended; a WebSocket's are never counted).
+ * has ended; a WebSocket's are never counted), or where the runner tells them (`run.wire`:
+ * a WebTransport session's statistics).
  */
 function encodingOf(run) {
   const entry = run.panel.transport.http ? ownEntry(run) : null;
@@ -80,7 +89,7 @@ function encodingOf(run) {
     encoding = entry.encodedBodySize < entry.decodedBodySize ? "compressed" : "identity";
   }
   let wire;
-  if (!run.panel.transport.http) wire = "not counted by the browser";
+  if (!run.panel.transport.http) wire = run.wire ?? "not counted by the browser";
   else if (entry && entry.decodedBodySize > 0) {
     const kb = (bytes) => `${(bytes / 1024).toLocaleString("en", { maximumFractionDigits: 1 })} KiB`;
     wire = `${kb(entry.encodedBodySize)} (${kb(entry.decodedBodySize)} decoded)`;
@@ -271,6 +280,12 @@ class Run {
     this.endedAt = null;
     /** The encoding the browser told (a header, the WebSocket's extensions); null: not told. */
     this.encoding = null;
+    /** The bytes on the wire as the runner tells them, when Resource Timing does not; null: not told. */
+    this.wire = null;
+    /** Why the stream waits, as its runner tells it, when it is no HTTP stream; null: nothing said. */
+    this.waitWhy = null;
+    /** The runner waits for an HTTP response before its stream (WebTransport: `stream/wt`). */
+    this.fetching = false;
     this.stopping = false;
     this.state = "connecting";
     panel.reset(this);
@@ -282,17 +297,21 @@ class Run {
   }
 
   /**
-   * Why this run still waits for its response, in words, or `null`: only an HTTP stream,
-   * connecting for longer than WAIT_EXPLAINED_AFTER_MS, over HTTP/1.1.
+   * Why this run still waits for its stream, in words, or `null`: only a run connecting for
+   * longer than WAIT_EXPLAINED_AFTER_MS, if it waits for an HTTP response over HTTP/1.1 (its
+   * stream's, or the one its runner asked for first: `fetching`), or if its runner says why
+   * (`waitWhy`: a WebTransport handshake).
    */
   waitReason() {
     const waiting =
       this.active &&
       this.state === "connecting" &&
-      this.panel.transport.http &&
-      performance.now() - this.startedAt > WAIT_EXPLAINED_AFTER_MS &&
-      protocolOf(this) === "http/1.1";
-    return waiting ? waitReason(controls.connectionsHeld()) : null;
+      performance.now() - this.startedAt > WAIT_EXPLAINED_AFTER_MS;
+    if (!waiting) return null;
+    const http = this.panel.transport.http;
+    if (!http && !this.fetching) return this.waitWhy ?? null;
+    const protocol = http ? protocolOf(this) : pageProtocol();
+    return protocol === "http/1.1" ? waitReason(controls.connectionsHeld()) : null;
   }
 
   get active() {
@@ -346,179 +365,6 @@ class Run {
   }
 }
 
-/** The server's message from an error response: its JSON `error`, else its text. */
-async function errorMessage(resp) {
-  let body = "";
-  try {
-    body = await resp.text();
-    const json = JSON.parse(body);
-    if (json && typeof json.error === "string") body = json.error;
-  } catch (_) {
-    // Not JSON: show the text as it is.
-  }
-  return `HTTP ${resp.status}${body ? `: ${body}` : ""}`;
-}
-
-/**
- * Why a stream that a browser API refuses to explain (EventSource, WebSocket) failed: the
- * same URL fetched plainly answers with the server's JSON error. A success is cut off at once.
- */
-async function diagnose(url) {
-  const abort = new AbortController();
-  try {
-    const resp = await fetch(url, { signal: abort.signal, cache: "no-store" });
-    if (!resp.ok) return await errorMessage(resp);
-    return null;
-  } catch (_) {
-    return null;
-  } finally {
-    abort.abort();
-  }
-}
-
-/**
- * Fetches the run's URL and hands each line of its body to `line` as it arrives, splitting
- * across reads (a line may come in pieces); then completes the run. Text and JSON Lines read so.
- */
-async function readLines(run, line) {
-  run.abort = new AbortController();
-  run.stop = () => {
-    run.end("stopped");
-    run.abort.abort();
-  };
-  try {
-    const resp = await fetch(run.url, { signal: run.abort.signal, cache: "no-store" });
-    if (!resp.ok) {
-      run.end("error", await errorMessage(resp));
-      return;
-    }
-    run.encoding = resp.headers.get("content-encoding") ?? "identity";
-    run.setState("streaming");
-    const reader = resp.body.getReader();
-    const decoder = new TextDecoder();
-    let partial = ""; // the start of a line whose end has not arrived yet
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      const lines = (partial + decoder.decode(value, { stream: true })).split("\n");
-      partial = lines.pop();
-      lines.forEach(line);
-    }
-    partial += decoder.decode();
-    if (partial) line(partial); // a last line without its newline: shown, counted, not lost
-    run.complete();
-  } catch (err) {
-    if (run.abort.signal.aborted) return; // Stop: already ended as "stopped"
-    run.end("error", `the stream broke: ${err.message}`);
-    run.abort.abort(); // a line that would not parse: the rest of the body is not wanted
-  }
-}
-
-/** Text: one `Data Chunk i` line per chunk. */
-function runText(run) {
-  return readLines(run, (text) => {
-    const m = /^Data Chunk (\d+)$/.exec(text);
-    run.chunk(m ? Number(m[1]) : NaN, text);
-  });
-}
-
-/** JSON Lines: one chunk's JSON per line (a line that is not JSON breaks the stream). */
-function runJsonl(run) {
-  return readLines(run, (text) => {
-    const chunk = JSON.parse(text);
-    run.chunk(chunk.index, chunk.text);
-  });
-}
-
-/** SSE: EventSource, closed on the `end` event (else it would reconnect forever). */
-function runSse(run) {
-  const es = new EventSource(run.url);
-  run.stop = () => {
-    es.close();
-    run.end("stopped");
-  };
-  es.addEventListener("open", () => run.setState("streaming"));
-  es.addEventListener("chunk", (e) => {
-    const chunk = JSON.parse(e.data);
-    run.chunk(chunk.index, chunk.text);
-  });
-  es.addEventListener("end", () => {
-    es.close();
-    run.complete();
-  });
-  es.addEventListener("error", async () => {
-    if (es.readyState !== EventSource.CLOSED) {
-      // The browser reconnects by itself, sending Last-Event-ID: the stream resumes.
-      run.setState("reconnecting");
-      return;
-    }
-    // Closed for good: a non-200 answer. A 204 after every chunk arrived means the `end`
-    // event was lost on the way (a proxy cut between the last chunk and it): done.
-    if (run.expected !== null && run.received === run.expected) {
-      run.complete();
-      return;
-    }
-    // Otherwise a 400 (or a 204 for a stream resumed past its end): ask for the message.
-    const message = await diagnose(run.url);
-    run.end("error", message ?? "the event stream failed");
-  });
-}
-
-/** WebSocket: one text frame per chunk; pause, resume and stop are control messages. */
-function runWs(run) {
-  const url = new URL(run.url);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(url);
-  let opened = false;
-  const send = (action) => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ action }));
-  };
-  run.pause = () => {
-    send("pause");
-    run.setState("paused");
-  };
-  run.resume = () => {
-    send("resume");
-    run.setState("streaming");
-  };
-  run.stop = () => {
-    run.stopping = true;
-    if (ws.readyState === WebSocket.OPEN) {
-      send("stop"); // the server closes with 1000; the page closes it if it does not
-      setTimeout(() => ws.close(), STOP_GRACE_MS);
-    } else {
-      ws.close(); // still connecting: nothing to tell the server yet
-    }
-    run.end("stopped");
-  };
-  ws.addEventListener("open", () => {
-    opened = true;
-    // `permessage-deflate; client_no_context_takeover` (or ""): the extension's name says it.
-    run.encoding = ws.extensions ? ws.extensions.split(";")[0].trim() : "identity";
-    run.setState("streaming");
-  });
-  ws.addEventListener("message", (e) => {
-    const msg = JSON.parse(e.data);
-    if (typeof msg.error === "string") {
-      run.panel.showError(`server: ${msg.error}`); // the stream goes on
-    } else {
-      run.chunk(msg.index, msg.text);
-    }
-  });
-  ws.addEventListener("close", async (e) => {
-    if (run.stopping) return;
-    if (!opened) {
-      // The upgrade was refused; the browser hides the answer, so ask for it again.
-      const message = await diagnose(run.url);
-      run.end("error", message ?? `the WebSocket was refused (close code ${e.code})`);
-    } else if (e.code === 1000) {
-      run.complete();
-    } else {
-      run.end("error", `the WebSocket closed with code ${e.code}${e.reason ? ` (${e.reason})` : ""}`);
-    }
-  });
-}
-
 /** The form: reads the parameters, starts and stops runs, keeps the buttons truthful. */
 const controls = {
   init() {
@@ -547,8 +393,12 @@ const controls = {
       if (e.target.name === "transport") this.showPanels();
     });
     this.buttons.stop.addEventListener("click", () => this.stop());
-    this.buttons.pause.addEventListener("click", () => this.panels.ws.run?.pause?.());
-    this.buttons.resume.addEventListener("click", () => this.panels.ws.run?.resume?.());
+    this.buttons.pause.addEventListener("click", () => {
+      for (const run of this.controllable("streaming")) run.pause?.();
+    });
+    this.buttons.resume.addEventListener("click", () => {
+      for (const run of this.controllable("paused")) run.resume?.();
+    });
     setInterval(() => this.tick(), TICK_MS);
     this.showPanels();
     this.refresh();
@@ -642,13 +492,15 @@ const controls = {
     this.chart?.tick();
   },
 
+  /** The running streams in `state` that take pause and resume messages. */
+  controllable(state) {
+    return this.runs().filter((r) => r.panel.transport.control && r.state === state);
+  },
+
   refresh() {
-    const running = this.runs().length > 0;
-    const ws = this.panels.ws.run;
-    const wsActive = Boolean(ws && ws.active);
-    this.buttons.stop.disabled = !running;
-    this.buttons.pause.disabled = !(wsActive && ws.state === "streaming");
-    this.buttons.resume.disabled = !(wsActive && ws.state === "paused");
+    this.buttons.stop.disabled = this.runs().length === 0;
+    this.buttons.pause.disabled = this.controllable("streaming").length === 0;
+    this.buttons.resume.disabled = this.controllable("paused").length === 0;
   },
 };
 

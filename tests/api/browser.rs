@@ -5,7 +5,8 @@
 //! itself is in `harness`; `chart` tests the chart of chunks per second, `a11y` runs axe-core
 //! on the page, `docs` drives Swagger UI at `/docs` (streams, Stop, the WebSocket try-out),
 //! `edge` runs it behind `deploy/nginx.conf` in several tabs (HTTP/2, and the
-//! six-connection cap of HTTP/1.1), and `prefix` under a path prefix.
+//! six-connection cap of HTTP/1.1), `prefix` under a path prefix, and `wt` the WebTransport
+//! panel without WebTransport (server off, UDP blocked) and across a server restart.
 
 mod a11y;
 mod chart;
@@ -13,6 +14,7 @@ mod docs;
 mod edge;
 mod harness;
 mod prefix;
+mod wt;
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ use harness::{
 };
 
 /// The page's transports, as its panels name them.
-const TRANSPORTS: [&str; 4] = ["text", "sse", "ws", "jsonl"];
+const TRANSPORTS: [&str; 5] = ["text", "sse", "ws", "jsonl", "wt"];
 
 /// One transport end to end: chunks show up while the server is still producing them, all
 /// arrive in order with live figures, and Stop ends the stream on the server too.
@@ -138,14 +140,20 @@ async fn json_lines_stream_live_in_order_and_stop_in_the_browser() {
 }
 
 #[tokio::test]
-async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser() {
+async fn webtransport_streams_live_in_order_and_stops_in_the_browser() {
+    streams_live_in_order_and_stops("wt").await;
+}
+
+/// Pause holds a stream that takes control messages, on the page and on the server, and
+/// Resume finishes it.
+async fn pause_holds_the_stream_and_resume_finishes_it(transport: &str) {
     let app = spawn_app().await;
-    with_browser(&app, "ws-pause", async |b| {
+    with_browser(&app, &format!("{transport}-pause"), async |b| {
         b.open_page().await;
         let count = 30;
-        b.choose("ws", count, 100).await;
+        b.choose(transport, count, 100).await;
         b.click("#start").await;
-        b.wait_panel("ws", "a few chunks", SOON, |p| p.count >= 3)
+        b.wait_panel(transport, "a few chunks", SOON, |p| p.count >= 3)
             .await;
         assert!(
             b.is_disabled("resume").await,
@@ -153,7 +161,7 @@ async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser(
         );
         b.click("#pause").await;
         let paused = b
-            .wait_panel("ws", "the paused state", SOON, |p| p.state == "paused")
+            .wait_panel(transport, "the paused state", SOON, |p| p.state == "paused")
             .await;
         assert!(
             b.is_disabled("pause").await,
@@ -166,33 +174,33 @@ async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser(
         // While paused nothing moves, on the page or on the server, for ten intervals (one
         // chunk may have been in flight when the pause was sent). Observing an absence
         // takes time: this window is the measurement, not a synchronisation.
-        let sent_paused = chunks_sent(&app, "ws").await;
+        let sent_paused = chunks_sent(&app, transport).await;
         let window = Instant::now();
         while window.elapsed() < Duration::from_millis(1_000) {
-            let p = b.panel("ws").await;
+            let p = b.panel(transport).await;
             assert!(
                 p.count <= paused.count + 1,
                 "chunks kept coming while paused: {p:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let sent_later = chunks_sent(&app, "ws").await;
+        let sent_later = chunks_sent(&app, transport).await;
         assert!(
             sent_later <= sent_paused + 1.0,
             "the server kept sending while paused: {sent_paused} then {sent_later}"
         );
         assert_eq!(
-            open_streams(&app, "ws").await,
+            open_streams(&app, transport).await,
             1.0,
             "a paused stream stays open"
         );
-        b.screenshot("ws-paused").await;
+        b.screenshot(&format!("{transport}-paused")).await;
 
         b.click("#resume").await;
-        b.wait_panel("ws", "streaming again", SOON, |p| p.state != "paused")
+        b.wait_panel(transport, "streaming again", SOON, |p| p.state != "paused")
             .await;
         let done = b
-            .wait_panel("ws", "the end of the stream", SOON, |p| {
+            .wait_panel(transport, "the end of the stream", SOON, |p| {
                 p.state != "streaming" && p.state != "paused"
             })
             .await;
@@ -203,6 +211,16 @@ async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser(
         b.assert_no_console_errors("pausing and resuming").await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn websocket_pause_holds_the_stream_and_resume_finishes_it_in_the_browser() {
+    pause_holds_the_stream_and_resume_finishes_it("ws").await;
+}
+
+#[tokio::test]
+async fn webtransport_pause_holds_the_stream_and_resume_finishes_it_in_the_browser() {
+    pause_holds_the_stream_and_resume_finishes_it("wt").await;
 }
 
 #[tokio::test]
@@ -392,7 +410,13 @@ async fn docs_link_renders_the_operations_in_the_browser() {
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let wanted = ["/stream", "/stream/sse", "/stream/ws", "/stream/jsonl"];
+            let wanted = [
+                "/stream",
+                "/stream/sse",
+                "/stream/ws",
+                "/stream/jsonl",
+                "/stream/wt",
+            ];
             if wanted.iter().all(|w| paths.contains(w)) {
                 break;
             }

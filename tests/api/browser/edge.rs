@@ -15,7 +15,8 @@ use crate::scaleout::{Deployment, PROXY_PORT, TLS_PORT};
 const TABS: usize = 4;
 
 /// The page's transports whose streams are HTTP responses: over HTTP/1.1 each holds one of
-/// the browser's connections to the site. (The WebSocket has connections of its own.)
+/// the browser's connections to the site. (The WebSocket and the WebTransport session have
+/// connections of their own.)
 const HTTP_TRANSPORTS: [&str; 3] = ["text", "sse", "jsonl"];
 
 /// The cap on connections per site that browsers keep over HTTP/1.1.
@@ -96,10 +97,10 @@ async fn four_tabs_race_at_once_over_http2_through_nginx_in_the_browser() {
         for (tab, transport, p) in panels(b, &tabs).await {
             assert_eq!(p.state, "streaming", "tab {tab}, {transport}: {p:?}");
             assert!(!p.waiting, "tab {tab}, {transport}: {p:?}");
-            let protocol = if HTTP_TRANSPORTS.contains(&transport) {
-                "h2"
-            } else {
-                "http/1.1 upgrade" // a WebSocket has no Resource Timing entry
+            let protocol = match transport {
+                "ws" => "http/1.1 upgrade", // a WebSocket has no Resource Timing entry
+                "wt" => "h3",               // straight to the instance's UDP port
+                _ => "h2",
             };
             assert_eq!(p.protocol, protocol, "tab {tab}, {transport}: {p:?}");
         }
@@ -174,6 +175,13 @@ async fn past_six_connections_a_tab_waits_over_http1_and_says_why_in_the_browser
             }
             let ws = b.panel("ws").await;
             assert_eq!(ws.state, "streaming", "{ws:?}");
+            // WebTransport first asks `stream/wt` where its session is: an HTTP request too,
+            // which waits for a connection like the streams, and the panel says so.
+            let wt = b
+                .wait_panel("wt", "the reason it waits", SOON, |p| p.waiting)
+                .await;
+            assert_eq!(wt.state, "connecting", "{wt:?}");
+            assert!(wt.wait.contains("at most 6 connections per site"), "{wt:?}");
         }
         b.js(r#"document.getElementById("panels").scrollIntoView(); return null;"#)
             .await;
