@@ -3,7 +3,10 @@
 //!
 //! - **Flat out**: whole sessions (streams) of the same count of chunks, read at once over
 //!   WebTransport and over WebSocket, in turn within each run: chunks per second and the
-//!   server's CPU per chunk, medians and the median of the per-run ratios WT / WS.
+//!   server's CPU per chunk, medians and the median of the per-run ratios WT / WS. JSON
+//!   Lines over HTTP/1.1 runs beside them: the very bytes WebTransport sends (one chunk's
+//!   JSON per line, coalesced into the same writes), over TCP, so that WT / JSONL is what
+//!   QUIC costs per byte, apart from the framing (a WebSocket sends one message per chunk).
 //! - **First chunk** of a paced stream, from the start of the connect (WebTransport: the QUIC
 //!   and TLS 1.3 handshake, then HTTP/3's extended CONNECT; WebSocket: the TCP connect, then
 //!   the HTTP/1.1 upgrade), and from the session's `ready` (WebSocket: the `101`).
@@ -24,6 +27,9 @@ use crate::{
 
 /// The flat-out shapes: sessions at once, chunks per session (the same for both transports).
 const FLAT: [(usize, u64); 2] = [(1, 2_000_000), (10, 300_000)];
+
+/// The flat-out columns, in table order.
+const TRANSPORTS: [&str; 3] = ["WebTransport", "WebSocket", "JSON Lines"];
 
 /// The paced stream whose first chunk is timed (as the `first-chunk` scenario's).
 const PACED: &str = "count=2&interval_ms=1000";
@@ -66,32 +72,33 @@ impl Bench {
     ) -> anyhow::Result<serde_json::Value> {
         let mut raw = Vec::new();
         for (conns, count) in FLAT {
-            // [WT, WS]
-            let mut rates = [Vec::new(), Vec::new()];
-            let mut cpu = [Vec::new(), Vec::new()];
+            // [WT, WS, JSON Lines]
+            let mut rates = [Vec::new(), Vec::new(), Vec::new()];
+            let mut cpu = [Vec::new(), Vec::new(), Vec::new()];
             for run in 0..self.plan.runs {
-                // Alternate which goes first, so that neither always follows the other.
-                let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
-                for i in order {
-                    let window = if i == 0 {
-                        wt::whole_sessions(client, count, conns, || server.cpu()).await?
-                    } else {
-                        load::whole_streams(
-                            server.addr,
-                            Route::Ws,
-                            Ask::Identity,
-                            count,
-                            conns,
-                            || server.cpu(),
-                        )
-                        .await?
+                // Rotate which goes first, so that none always follows another.
+                for i in (0..3).map(|k| (k + run) % 3) {
+                    let window = match i {
+                        0 => wt::whole_sessions(client, count, conns, || server.cpu()).await?,
+                        _ => {
+                            let route = if i == 1 { Route::Ws } else { Route::Jsonl };
+                            load::whole_streams(
+                                server.addr,
+                                route,
+                                Ask::Identity,
+                                count,
+                                conns,
+                                || server.cpu(),
+                            )
+                            .await?
+                        }
                     };
                     rates[i].push(window.rate);
                     cpu[i].extend(window.cpu_ns_per_chunk);
                     println!(
-                        "  run {run}: {} × {count} flat out, {}: {} chunks/s, {:.0} ns CPU each",
-                        conns,
-                        ["WebTransport", "WebSocket"][i],
+                        "  run {run}: {conns} × {count} flat out, {}: {} chunks/s, {:.0} ns CPU \
+                         each",
+                        TRANSPORTS[i],
                         si(window.rate),
                         window.cpu_ns_per_chunk.unwrap_or(0.0)
                     );
@@ -99,8 +106,14 @@ impl Bench {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             }
-            let rate_ratio = median(&ratios(&rates[0], &rates[1]));
-            let cpu_ratio = median(&ratios(&cpu[0], &cpu[1]));
+            let ratio = |i: usize, j: usize| {
+                (
+                    median(&ratios(&rates[i], &rates[j])),
+                    median(&ratios(&cpu[i], &cpu[j])),
+                )
+            };
+            let (ws_rate, ws_cpu) = ratio(0, 1);
+            let (jsonl_rate, jsonl_cpu) = ratio(0, 2);
             let sessions = if conns == 1 {
                 "1 session".to_owned()
             } else {
@@ -108,23 +121,30 @@ impl Bench {
             };
             self.report.row(
                 format!(
-                    "WebTransport vs WebSocket: {sessions} × {} chunks flat out",
+                    "WebTransport vs WebSocket (and JSON Lines, the same bytes over TCP): \
+                     {sessions} × {} chunks flat out",
                     si(count as f64)
                 ),
                 format!(
-                    "WT {} chunks/s ({:.0} ns server CPU each); WS {} ({:.0} ns)",
+                    "WT {} chunks/s ({:.0} ns server CPU each); WS {} ({:.0} ns); JSONL {} \
+                     ({:.0} ns)",
                     si(median(&rates[0])),
                     median(&cpu[0]),
                     si(median(&rates[1])),
                     median(&cpu[1]),
+                    si(median(&rates[2])),
+                    median(&cpu[2]),
                 ),
-                format!("WT / WS: {rate_ratio:.2}× rate, {cpu_ratio:.2}× CPU per chunk"),
+                format!(
+                    "WT / WS: {ws_rate:.2}× rate, {ws_cpu:.2}× CPU per chunk; WT / JSONL: \
+                     {jsonl_rate:.2}× rate, {jsonl_cpu:.2}× CPU"
+                ),
                 "(measured)",
                 Status::Info,
             );
             raw.push(json!({"sessions": conns, "count": count,
-                "chunks_per_s": {"wt": rates[0], "ws": rates[1]},
-                "server_cpu_ns_per_chunk": {"wt": cpu[0], "ws": cpu[1]}}));
+                "chunks_per_s": {"wt": rates[0], "ws": rates[1], "jsonl": rates[2]},
+                "server_cpu_ns_per_chunk": {"wt": cpu[0], "ws": cpu[1], "jsonl": cpu[2]}}));
         }
         Ok(json!(raw))
     }
