@@ -197,7 +197,6 @@ impl Bench {
         // [WT, WS]
         let mut per_session = [Vec::new(), Vec::new()];
         let mut cpu = [Vec::new(), Vec::new()];
-        let mut client_kib = Vec::new();
         let mut raw = Vec::new();
         for run in 0..self.plan.held_runs {
             for i in [0, 1] {
@@ -218,12 +217,6 @@ impl Bench {
                         || server.cpu(),
                     )
                     .await?;
-                    let (a, b) = h.client_rss_kib;
-                    let client = b.saturating_sub(a) as f64 / h.held.max(1) as f64;
-                    println!(
-                        "  run {run}: the client's own RSS {a} → {b} KiB: {client:.1} KiB each"
-                    );
-                    client_kib.push(client);
                     (
                         h.held,
                         h.failed,
@@ -291,10 +284,8 @@ impl Bench {
                 median(&cpu[1]),
             ),
             format!(
-                "WT / WS: {:.1}× memory (the WT client endpoint, quinn and wtransport alone: \
-                 {:.1} KiB per session); runs with all held: WT {}, WS {} of {}",
+                "WT / WS: {:.1}× memory; runs with all held: WT {}, WS {} of {}",
                 median(&per_session[0]) / median(&per_session[1]).max(1e-9),
-                median(&client_kib),
                 per_session[0].len(),
                 per_session[1].len(),
                 self.plan.held_runs

@@ -277,9 +277,6 @@ pub struct Held {
     pub rss_held_kib: u64,
     /// Server CPU over the hold, % of one core.
     pub cpu_held_pct: f64,
-    /// This process's RSS (the client endpoint: quinn and wtransport without chunkstream's
-    /// session loop) before opening and with all open, KiB.
-    pub client_rss_kib: (u64, u64),
     /// How long opening all of them took.
     pub ramp_secs: f64,
     /// The first error seen, if any.
@@ -297,10 +294,8 @@ pub async fn held(
     rss: impl Fn() -> Option<u64>,
     cpu: impl Fn() -> Option<Duration>,
 ) -> anyhow::Result<Held> {
-    let own_rss = || crate::procs::rss_kib(std::process::id()).unwrap_or(0);
     let mut held = Held {
         rss_before_kib: rss().unwrap_or(0),
-        client_rss_kib: (own_rss(), 0),
         ..Held::default()
     };
     let query = format!("count=100000000&interval_ms={}", interval.as_millis());
@@ -354,7 +349,6 @@ pub async fn held(
         _ => 0.0,
     };
     held.rss_held_kib = rss().unwrap_or(0);
-    held.client_rss_kib.1 = own_rss();
     let _ = stop_tx.send(true);
     while let Some(result) = tasks.join_next().await {
         match result? {
