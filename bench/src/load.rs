@@ -538,6 +538,37 @@ pub async fn first_chunk(addr: SocketAddr, route: Route, query: &str) -> anyhow:
         .context("no first chunk within 10 s")?
 }
 
+/// Time from starting the TCP connect to the first chunk, and from the end of the answer's
+/// head (a WebSocket's `101`) to it: the TCP twin of a WebTransport session's connect and
+/// `ready` (`wt::first_chunk`).
+pub async fn first_chunk_from_connect(
+    addr: SocketAddr,
+    route: Route,
+    query: &str,
+) -> anyhow::Result<(Duration, Duration)> {
+    let run = async {
+        let started = Instant::now();
+        let mut conn = Conn::connect(addr).await?;
+        request(&mut conn, route, query).await?;
+        let answered = Instant::now();
+        let mut counter = route.counter();
+        counter.stop_after(1);
+        let end = conn.read_body(&mut counter, None).await?;
+        let at = Instant::now();
+        ensure!(
+            end == BodyEnd::Stopped,
+            "the stream ended before its first chunk"
+        );
+        if route == Route::Ws {
+            let _ = conn.send(&WS_CLOSE).await;
+        }
+        Ok((at - started, at - answered))
+    };
+    timeout(Duration::from_secs(10), run)
+        .await
+        .context("no first chunk within 10 s")?
+}
+
 /// Time from sending the request to the first chunk decoded whole (every route, `/stream`
 /// too, counts its first complete line), asking for the stream compressed or not.
 pub async fn first_decoded_chunk(

@@ -7,11 +7,12 @@
 //! - `flask`: the Flask original's Python environment and gunicorn command line
 //!   (the app itself is `bench/flask_app.py`); `pyws`: python `websockets` holding streams
 //!   (`bench/ws_held.py`), a peer in the compression scenario; `venv`: their environments.
-//! - `client`: raw HTTP/1.1 connections, a chunked decoder and chunk counters.
+//! - `client`: raw HTTP/1.1 connections, a chunked decoder and chunk counters; `wt`: the
+//!   WebTransport client (wtransport's, one UDP endpoint for many sessions).
 //! - `load`: the loads (flat out, request loop, held streams, first chunk, drift).
 //! - `procs`: servers as child processes; RSS and CPU time of their process trees.
 //! - `scenarios`: the targets table, run by run; `compression`: its compression scenario;
-//!   `seed`: chunkstream beside Flask;
+//!   `webtransport`: WebTransport beside WebSocket; `seed`: chunkstream beside Flask;
 //!   `report` and `plot`: the output.
 //!
 //! `cargo run --release -p chunkstream-bench -- all` builds the server and runs everything;
@@ -31,6 +32,8 @@ mod report;
 mod scenarios;
 mod seed;
 mod venv;
+mod webtransport;
+mod wt;
 
 use std::{
     net::SocketAddr,
@@ -80,7 +83,8 @@ struct AllArgs {
     #[command(flatten)]
     run: RunArgs,
     /// Only these scenarios (comma-separated): text-10m, jsonl-10m, text-defaults, sse-flat,
-    /// ws-flat, first-chunk, drift, memory, slow-reader, stalled, sse-held, compression.
+    /// ws-flat, first-chunk, drift, memory, slow-reader, stalled, sse-held, compression,
+    /// webtransport.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A second chunkstream binary (e.g. the release before a change) measured beside the

@@ -2,7 +2,8 @@
 //! baselines, several times, interleaved (so the machine's noise hits every server alike),
 //! and reports medians and same-run ratios. With `--compare-bin`, a second chunkstream
 //! ("before") is interleaved too, and each scenario adds a row of after / before ratios.
-//! The compression scenario is in `compression.rs`.
+//! The compression scenario is in `compression.rs`, the webtransport one in
+//! `webtransport.rs`.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -42,6 +43,12 @@ pub struct Plan {
     pub stalled_conns: usize,
     /// The compression scenario's sizes.
     pub compression: CompressionPlan,
+    /// Sessions held per transport in the webtransport scenario's memory measure.
+    pub wt_held: usize,
+    /// How long they are held.
+    pub wt_hold: Duration,
+    /// How many times each is held (a fresh server each time; the median is reported).
+    pub held_runs: usize,
     /// What the `--compare-bin` server is called, when one is measured beside chunkstream.
     pub compare_label: Option<String>,
     /// Where plots go.
@@ -87,6 +94,9 @@ impl Plan {
                 flat_chunks: 300_000,
                 held: 2_000,
             },
+            wt_held: 1_000,
+            wt_hold: Duration::from_secs(6),
+            held_runs: 3,
             compare_label: None,
             results,
         }
@@ -112,6 +122,9 @@ impl Plan {
                 flat_chunks: 200_000,
                 held: 1_000,
             },
+            wt_held: 1_000,
+            wt_hold: Duration::from_secs(3),
+            held_runs: 1,
             compare_label: None,
             results,
         }
@@ -133,7 +146,7 @@ pub struct Bench {
 const HAND_BACK_WITHIN: Duration = Duration::from_secs(15);
 
 /// The scenario names `--only` accepts, in the order `all` runs them.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "text-10m",
     "jsonl-10m",
     "text-defaults",
@@ -146,6 +159,7 @@ pub const NAMES: [&str; 12] = [
     "stalled",
     "sse-held",
     "compression",
+    "webtransport",
 ];
 
 impl Bench {
@@ -185,6 +199,7 @@ impl Bench {
                 ("stalled", _) => self.stalled().await,
                 ("sse-held", _) => self.sse_held().await,
                 ("compression", _) => self.compression().await,
+                ("webtransport", _) => self.webtransport().await,
                 _ => Ok(()),
             };
             if let Err(e) = result {
