@@ -426,6 +426,26 @@ pub struct Window {
     pub negotiated: &'static str,
 }
 
+impl Window {
+    /// `total` chunks in `secs`, with the server's CPU time read before and after.
+    pub fn measured(
+        total: u64,
+        secs: f64,
+        cpu: (Option<Duration>, Option<Duration>),
+        negotiated: &'static str,
+    ) -> Self {
+        let cpu_ns_per_chunk = match cpu {
+            (Some(a), Some(b)) if total > 0 => Some((b - a).as_secs_f64() * 1e9 / total as f64),
+            _ => None,
+        };
+        Self {
+            rate: total as f64 / secs,
+            cpu_ns_per_chunk,
+            negotiated,
+        }
+    }
+}
+
 /// `conns` streams of `route` (each `count={count}`) read flat out for `duration`,
 /// counted only after a warm-up: while the connections open, the first ones fill their
 /// socket buffers (megabytes on loopback), which must not count as throughput.
@@ -490,15 +510,12 @@ pub async fn flat_out_asking(
     while let Some(chunks) = tasks.join_next().await {
         total += chunks??;
     }
-    let cpu_ns_per_chunk = match (cpu_start, cpu_end) {
-        (Some(a), Some(b)) if total > 0 => Some((b - a).as_secs_f64() * 1e9 / total as f64),
-        _ => None,
-    };
-    Ok(Window {
-        rate: total as f64 / duration.as_secs_f64(),
-        cpu_ns_per_chunk,
+    Ok(Window::measured(
+        total,
+        duration.as_secs_f64(),
+        (cpu_start, cpu_end),
         negotiated,
-    })
+    ))
 }
 
 async fn open_stream(addr: SocketAddr, route: Route, query: &str) -> anyhow::Result<Conn> {
@@ -692,15 +709,12 @@ pub async fn whole_streams(
         negotiated = read?.negotiated;
     }
     let total = count * conns as u64;
-    let cpu_ns_per_chunk = match (cpu_start, cpu_end) {
-        (Some(a), Some(b)) if total > 0 => Some((b - a).as_secs_f64() * 1e9 / total as f64),
-        _ => None,
-    };
-    Ok(Window {
-        rate: total as f64 / secs,
-        cpu_ns_per_chunk,
+    Ok(Window::measured(
+        total,
+        secs,
+        (cpu_start, cpu_end),
         negotiated,
-    })
+    ))
 }
 
 /// Reads a paced stream of `count` chunks `interval` apart; returns how much longer than

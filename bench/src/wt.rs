@@ -253,15 +253,12 @@ pub async fn whole_sessions(
         read?;
     }
     let total = count * conns as u64;
-    let cpu_ns_per_chunk = match (cpu_start, cpu_end) {
-        (Some(a), Some(b)) if total > 0 => Some((b - a).as_secs_f64() * 1e9 / total as f64),
-        _ => None,
-    };
-    Ok(Window {
-        rate: total as f64 / secs,
-        cpu_ns_per_chunk,
-        negotiated: "identity",
-    })
+    Ok(Window::measured(
+        total,
+        secs,
+        (cpu_start, cpu_end),
+        "identity",
+    ))
 }
 
 /// What holding many paced sessions showed.

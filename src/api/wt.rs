@@ -49,33 +49,15 @@ pub struct CertificateHash {
     pub value: String,
 }
 
-/// Why no session would be opened.
+/// What `GET /stream/wt` answers when the stream could be opened now.
 #[derive(Debug, ApiResponse)]
-pub enum WtRefused {
-    /// A parameter is malformed or out of range, or the `Host` header is not a host;
-    /// `error` names what is wrong.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+pub enum WtAnswer {
+    /// Where the session is, and the certificate hashes to accept it by.
+    #[oai(status = 200)]
+    Connect(Json<Connect>),
     /// The server serves no WebTransport (`--webtransport off`).
     #[oai(status = 404)]
     Off(Json<ErrorBody>),
-    /// This client already holds its share of streams (`--max-streams-per-client`, over all
-    /// transports): close one, or retry after `Retry-After` seconds.
-    #[oai(status = 429)]
-    TooMany(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
-    /// Too many streams are open: retry after `Retry-After` seconds.
-    #[oai(status = 503)]
-    Busy(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
-}
-
-impl From<StreamError> for WtRefused {
-    fn from(err: StreamError) -> Self {
-        match err {
-            StreamError::BadRequest(body) => Self::BadRequest(body),
-            StreamError::TooMany(body, retry_after) => Self::TooMany(body, retry_after),
-            StreamError::Busy(body, retry_after) => Self::Busy(body, retry_after),
-        }
-    }
 }
 
 #[OpenApi]
@@ -113,9 +95,9 @@ impl WtApi {
         state: Data<&State>,
         query: StreamQuery,
         req: &Request,
-    ) -> Result<Json<Connect>, WtRefused> {
+    ) -> Result<WtAnswer, StreamError> {
         let Some(wt) = state.webtransport() else {
-            return Err(WtRefused::Off(ErrorBody::json(
+            return Ok(WtAnswer::Off(ErrorBody::json(
                 "this server serves no WebTransport (--webtransport off)",
             )));
         };
@@ -145,16 +127,16 @@ impl WtApi {
                 value,
             })
             .collect();
-        Ok(Json(Connect {
+        Ok(WtAnswer::Connect(Json(Connect {
             url,
             server_certificate_hashes,
-        }))
+        })))
     }
 }
 
 /// The host of an authority (`example.com:8080` → `example.com`, `[::1]:80` → `[::1]`; a
 /// bare IPv6 address gets its brackets), or the 400 that says it is none.
-fn host_of(authority: &str) -> Result<String, WtRefused> {
+fn host_of(authority: &str) -> Result<String, StreamError> {
     if let Ok(ip) = authority.parse::<std::net::Ipv6Addr>() {
         return Ok(format!("[{ip}]"));
     }
@@ -172,9 +154,7 @@ fn host_of(authority: &str) -> Result<String, WtRefused> {
         })
         .map(|a| a.host().to_owned())
         .ok_or_else(|| {
-            WtRefused::BadRequest(ErrorBody::json(format!(
-                "the `Host` header `{authority}` names no host"
-            )))
+            StreamError::bad_request(format!("the `Host` header `{authority}` names no host"))
         })
 }
 
