@@ -103,7 +103,8 @@ pub struct Config {
     pub header_timeout_secs: u64,
 
     /// Close a kept-alive connection on which no new request begins this many seconds after
-    /// the previous response ended.
+    /// the previous response ended, and a WebTransport session whose client has not closed
+    /// it this long after its stream ended.
     #[arg(long, env = "CHUNKSTREAM_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_IDLE_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,

@@ -211,6 +211,7 @@ pub async fn session(state: State, request: SessionRequest) {
     };
     let options = wt::Options {
         stall: state.config().timeouts().stall,
+        idle: state.config().timeouts().idle,
         shutdown: state.streams().shutdown().token().clone(),
     };
     wt::serve(connection, chunks, options)

@@ -173,7 +173,8 @@ async fn with_a_configured_certificate_the_hash_list_is_empty_and_sessions_prese
 
 #[tokio::test]
 async fn a_session_streams_start_to_count_in_order_on_one_stream_then_finishes_it() {
-    let app = spawn_app().await;
+    // A client that stays after the end is closed after the idle timeout (wt_ops.rs).
+    let app = spawn_app_with(|c| c.idle_timeout_secs = 1).await;
     // (query, the indexes)
     let cases: [(&str, Vec<u64>); 4] = [
         ("count=300", (0..300).collect()),
@@ -224,7 +225,7 @@ async fn a_paced_session_is_open_while_it_streams() {
 
 #[tokio::test]
 async fn pause_holds_the_stream_resume_goes_on_and_stop_finishes_it() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.idle_timeout_secs = 1).await;
     let mut session = WtSession::open(&app, "count=100000&interval_ms=10")
         .await
         .expect("a session");

@@ -1,10 +1,11 @@
 //! WebTransport sessions against the server's limits and endings: refused past a limit,
-//! closed as going away on shutdown, freed within a second when the client leaves, stalled
-//! by QUIC's flow control, and the certificate renewed while the server runs.
+//! closed as going away on shutdown, left open after the end for a client still reading,
+//! freed within a second when the client leaves, stalled by QUIC's flow control, and the
+//! certificate renewed while the server runs.
 
 use std::time::{Duration, Instant};
 
-use chunkstream::config::Config;
+use chunkstream::{config::Config, transport::wt::CLOSE_GRACE};
 use wtransport::error::ConnectingError;
 
 use crate::{
@@ -84,6 +85,49 @@ async fn shutdown_closes_an_open_session_as_going_away_and_the_server_exits() {
     let shutdown = "chunkstream_streams_total{transport=\"wt\",outcome=\"shutdown\"}";
     assert_eq!(all[shutdown], 1.0);
     assert_eq!(all["chunkstream_open_streams{transport=\"wt\"}"], 0.0);
+}
+
+#[tokio::test]
+async fn a_finished_session_stays_open_for_a_client_still_reading_until_the_idle_timeout() {
+    let idle = Duration::from_secs(3);
+    let app = spawn_app_with(|c| c.idle_timeout_secs = idle.as_secs()).await;
+    // Within the client's QUIC receive window: the server writes, finishes and has every
+    // byte acknowledged before the client reads one.
+    let count = 20_000;
+    let opened = Instant::now();
+    let mut session = WtSession::open(&app, &format!("count={count}"))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "the stream to complete", || async {
+        outcome(&app, "wt", "completed").await == 1.0
+    })
+    .await;
+    // A client (a page) seconds behind its QUIC stack: a close now would discard what it
+    // has not read. Past the grace a reset gets, every chunk is still there.
+    tokio::time::sleep(CLOSE_GRACE + Duration::from_millis(500)).await;
+    let (indexes, end) = session.rest().await;
+    assert_eq!(end, StreamEnd::Finished);
+    assert!(indexes.iter().copied().eq(0..count), "{}", indexes.len());
+    // A client that stays still is closed, as done, once the idle timeout has passed.
+    assert_eq!(session.closed().await, Closed::Server(0, "done".into()));
+    assert!(opened.elapsed() >= idle, "{:?}", opened.elapsed());
+    assert_eq!(open_streams(&app).await, 0.0);
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_finished_session_the_client_keeps_as_going_away() {
+    let app = spawn_app().await;
+    let mut session = WtSession::open(&app, "count=3").await.expect("a session");
+    assert_eq!(session.rest().await, (vec![0, 1, 2], StreamEnd::Finished));
+    let asked = Instant::now();
+    let server = tokio::spawn(app.shutdown());
+    // The idle timeout (60 s) does not hold the server: the client gets the grace, then
+    // the close says going away (it may not have read everything its stack received).
+    let closed = session.closed().await;
+    assert_eq!(closed, Closed::Server(1, "server shutting down".into()));
+    server.await.unwrap().expect("clean stop");
+    let elapsed = asked.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
 
 #[tokio::test]

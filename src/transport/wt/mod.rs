@@ -27,8 +27,9 @@ use crate::streams::{Chunks, Outcome};
 /// The longest control line read, its line feed aside (as a WebSocket's messages).
 pub const MAX_CONTROL_LINE: usize = 4096;
 
-/// How long a client that is still there has to close the session itself, after its last
-/// chunk, its `stop` or the server's going away, before the server closes it.
+/// How long a client that is still there has to close the session itself after its chunk
+/// stream was reset (the server's going away, a control line that breaks the protocol), or
+/// after shutdown began, before the server closes it.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// How a session is run.
@@ -36,6 +37,9 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub struct Options {
     /// A client that accepts no bytes this long is stalled.
     pub stall: Duration,
+    /// How long a client that has its whole chunk stream may keep the session before the
+    /// server closes it: the idle timeout of a kept-alive HTTP connection.
+    pub idle: Duration,
     /// Cancelled when the server shuts down: the session closes as going away at once.
     pub shutdown: CancellationToken,
 }
@@ -47,7 +51,7 @@ pub struct Options {
 /// The stream is counted and dropped (and the generator with it) as soon as it ends, before
 /// the session closes, so the metrics never wait on a slow client.
 pub async fn serve(connection: Connection, mut chunks: Chunks, options: Options) -> Outcome {
-    let (session, ending) = match Session::open(connection.clone(), options).await {
+    let (session, ending) = match Session::open(connection.clone(), options.clone()).await {
         Ok(mut session) => {
             let ending = session.stream(&mut chunks).await;
             (Ok(session), ending)
@@ -60,7 +64,7 @@ pub async fn serve(connection: Connection, mut chunks: Chunks, options: Options)
     let outcome = chunks.close();
     match session {
         Ok(session) => session.close(ending).await,
-        Err(mut peer) => session::close(&connection, &mut peer, ending).await,
+        Err(mut peer) => session::close(&connection, &mut peer, ending, &options).await,
     }
     outcome
 }

@@ -30,8 +30,7 @@ pub struct Session {
     send: SendStream,
     lines: JsonLines,
     out: BytesMut,
-    stall: Duration,
-    shutdown: CancellationToken,
+    options: Options,
 }
 
 impl Session {
@@ -52,8 +51,7 @@ impl Session {
                 send,
                 lines: JsonLines::default(),
                 out: BytesMut::new(),
-                stall: options.stall,
-                shutdown: options.shutdown,
+                options,
             }),
             Ok(Err(ending)) | Err(ending) => Err((peer, ending)),
         }
@@ -64,7 +62,7 @@ impl Session {
         loop {
             let step = tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => Err(Ending::Shutdown),
+                () = self.options.shutdown.cancelled() => Err(Ending::Shutdown),
                 event = self.peer.next() => receive(event, chunks),
                 _ = self.send.stopped() => Err(Ending::ClientGone),
                 next = chunks.next() => self.send_ready(next, chunks).await,
@@ -112,7 +110,7 @@ impl Session {
         let mut written = 0;
         while written < self.out.len() {
             let write = self.send.write(&self.out[written..]);
-            match guarded(write, &self.shutdown, self.stall).await? {
+            match guarded(write, &self.options.shutdown, self.options.stall).await? {
                 Ok(n) => written += n,
                 // Stopped by the client, or its connection is gone.
                 Err(_) => return Err(Ending::ClientGone),
@@ -127,10 +125,12 @@ impl Session {
         let (code, _) = ending.close();
         match ending {
             Ending::Done | Ending::Stopped => {
-                // Completes once the client has every byte: then closing loses nothing.
-                let finished = time::timeout(self.stall, self.send.finish()).await;
+                // Completes once the client's stack has acknowledged every byte; its page
+                // may not have read them yet ([`close`] waits for that).
+                let finished = time::timeout(self.options.stall, self.send.finish()).await;
                 if !matches!(finished, Ok(Ok(()))) {
-                    return close(&self.connection, &mut self.peer, Ending::Stalled).await;
+                    let stalled = Ending::Stalled;
+                    return close(&self.connection, &mut self.peer, stalled, &self.options).await;
                 }
             }
             Ending::Shutdown | Ending::Invalid(_) => {
@@ -138,7 +138,7 @@ impl Session {
             }
             Ending::Stalled | Ending::ClientGone => {}
         }
-        close(&self.connection, &mut self.peer, ending).await;
+        close(&self.connection, &mut self.peer, ending, &self.options).await;
     }
 }
 
@@ -159,18 +159,36 @@ fn receive(event: Event, chunks: &mut Chunks) -> Step {
     }
 }
 
-/// Closes the session with `ending`'s code and reason. When the client is still there to be
-/// told, it has [`CLOSE_GRACE`] to read what was sent and close the session itself (the
-/// QUIC close that follows would discard what it has not received yet).
-pub async fn close(connection: &Connection, peer: &mut Peer, ending: Ending) {
-    let (code, reason) = ending.close();
-    if matches!(
-        ending,
-        Ending::Done | Ending::Stopped | Ending::Shutdown | Ending::Invalid(_)
-    ) {
-        let left = async { while peer.next().await != Event::Gone {} };
-        let _ = time::timeout(CLOSE_GRACE, left).await;
+/// Closes the session with `ending`'s code and reason, once a client that is still there
+/// has had its time to close it itself (a QUIC close discards what the client's stack holds
+/// and its application has not read yet, a browser's too):
+/// - after a finished chunk stream, until the idle timeout: every byte is acknowledged, but
+///   a page reading a fast stream may be seconds behind its QUIC stack. Server shutdown cuts
+///   this short: the client then has [`CLOSE_GRACE`] more, and the close says going away;
+/// - after a reset (shutdown, a control line that breaks the protocol), [`CLOSE_GRACE`], for
+///   the reset to reach the client before the close;
+/// - a client that stalled or left is closed at once.
+pub async fn close(connection: &Connection, peer: &mut Peer, ending: Ending, options: &Options) {
+    // Its chunk stream finished: the client may still be reading it.
+    let finished = matches!(ending, Ending::Done | Ending::Stopped);
+    let wait = match ending {
+        Ending::Done | Ending::Stopped => Some(options.idle),
+        Ending::Shutdown | Ending::Invalid(_) => Some(CLOSE_GRACE),
+        Ending::Stalled | Ending::ClientGone => None,
+    };
+    let mut ending = ending;
+    if let Some(wait) = wait {
+        let mut left = pin!(async { while peer.next().await != Event::Gone {} });
+        let left_in_time = tokio::select! {
+            () = &mut left => true,
+            () = time::sleep(wait) => false,
+            () = options.shutdown.cancelled() => time::timeout(CLOSE_GRACE, left).await.is_ok(),
+        };
+        if finished && !left_in_time && options.shutdown.is_cancelled() {
+            ending = Ending::Shutdown;
+        }
     }
+    let (code, reason) = ending.close();
     connection.close(code.session(), reason.as_bytes());
 }
 
