@@ -91,9 +91,16 @@ export function runJsonl(run) {
   });
 }
 
-/** SSE: EventSource, closed on the `end` event (else it would reconnect forever). */
+/**
+ * SSE: EventSource, closed after the `end` event (else it would reconnect forever): once the
+ * response has ended, which the `error` that follows says. A request closed before its last
+ * bytes arrive (a compressed stream's trailer) is aborted, and the browser keeps no timing
+ * entry for it, so the panel could not tell its bytes on the wire. A server that does not
+ * end the response is not waited for past the grace.
+ */
 export function runSse(run) {
   const es = new EventSource(run.url);
+  let ended = false;
   run.stop = () => {
     es.close();
     run.end("stopped");
@@ -104,10 +111,15 @@ export function runSse(run) {
     run.chunk(chunk.index, chunk.text);
   });
   es.addEventListener("end", () => {
-    es.close();
+    ended = true;
     run.complete();
+    setTimeout(() => es.close(), STOP_GRACE_MS);
   });
   es.addEventListener("error", async () => {
+    if (ended) {
+      es.close(); // the response ended: no reconnecting
+      return;
+    }
     if (es.readyState !== EventSource.CLOSED) {
       // The browser reconnects by itself, sending Last-Event-ID: the stream resumes.
       run.setState("reconnecting");
