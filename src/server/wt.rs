@@ -6,7 +6,10 @@
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{task::JoinHandle, time};
-use wtransport::{ServerConfig, endpoint::SessionRequest, endpoint::endpoint_side};
+use wtransport::{
+    ServerConfig, config::QuicTransportConfig, endpoint::SessionRequest, endpoint::endpoint_side,
+    quinn::VarInt,
+};
 
 use crate::{certs::Certificates, shutdown::Shutdown};
 
@@ -137,11 +140,22 @@ impl Serving {
     }
 }
 
+/// How many streams of each kind a client may hold open at once. A session uses one
+/// bidirectional stream (its CONNECT) and four unidirectional ones (HTTP/3's control and two
+/// QPACK streams, and the control lines); quinn's default of 100 each costs state for every
+/// stream a client may open, in every connection, from its start.
+const MAX_BIDI_STREAMS: u32 = 1;
+const MAX_UNI_STREAMS: u32 = 8;
+
 /// The endpoint's configuration at `addr` with the current certificate.
 fn config(addr: SocketAddr, certs: &Certificates) -> io::Result<ServerConfig> {
+    let mut transport = QuicTransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(MAX_UNI_STREAMS))
+        .keep_alive_interval(Some(KEEP_ALIVE));
     Ok(ServerConfig::builder()
         .with_bind_address(addr)
-        .with_custom_tls(certs.tls_config()?)
-        .keep_alive_interval(Some(KEEP_ALIVE))
+        .with_custom_tls_and_transport(certs.tls_config()?, transport)
         .build())
 }
