@@ -153,6 +153,28 @@ impl Report {
     }
 }
 
+/// Servers measured in turn, side by side: each one's median rate and CPU per item, the
+/// first with the units (`rate_unit`, then the CPU's unit and what it counts):
+/// `chunkstream 71.6 M lines/s (12 ns CPU/line); floor 68.1 M (12 ns); axum 2.8 M (…)`.
+pub fn side_by_side(
+    names: &[&str],
+    rate_unit: &str,
+    (cpu_unit, cpu_what): (&str, &str),
+    decimals: usize,
+    rates: &[Vec<f64>],
+    cpu: &[Vec<f64>],
+) -> String {
+    let each = names.iter().enumerate().map(|(i, name)| {
+        let (rate, cpu) = (si(median(&rates[i])), median(&cpu[i]));
+        if i == 0 {
+            format!("{name} {rate} {rate_unit} ({cpu:.decimals$} {cpu_unit} {cpu_what})")
+        } else {
+            format!("{name} {rate} ({cpu:.decimals$} {cpu_unit})")
+        }
+    });
+    each.collect::<Vec<_>>().join("; ")
+}
+
 /// `12.3 M`, `456 k`, `789` — rates for the table.
 pub fn si(value: f64) -> String {
     if value >= 1e6 {
@@ -167,6 +189,16 @@ pub fn si(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn side_by_side_names_the_units_once() {
+        let rates = [vec![2e6, 3e6, 4e6], vec![1500.0]];
+        let cpu = [vec![12.0], vec![1.25]];
+        assert_eq!(
+            side_by_side(&["a", "b"], "req/s", ("µs", "CPU/req"), 1, &rates, &cpu),
+            "a 3.00 M req/s (12.0 µs CPU/req); b 1.5 k (1.2 µs)"
+        );
+    }
 
     #[test]
     fn medians_and_percentiles() {

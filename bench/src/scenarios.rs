@@ -13,7 +13,7 @@ use crate::{
     load::{self, Route},
     plot::{self, Series},
     procs::{Kind, Launcher, Server, tcp_buffers_kib},
-    report::{Report, Status, median, percentile, si},
+    report::{Report, Status, median, percentile, si, side_by_side},
 };
 
 /// How long and how hard to measure.
@@ -275,14 +275,13 @@ impl Bench {
         let work = format!("`{}?count=10000000`, 1 connection", route.path());
         self.report.row(
             &work,
-            format!(
-                "chunkstream {} lines/s ({:.0} ns CPU/line); floor {} ({:.0} ns); axum {} ({:.0} ns)",
-                si(median(&rates[0])),
-                median(&cpu[0]),
-                si(median(&rates[1])),
-                median(&cpu[1]),
-                si(median(&rates[2])),
-                median(&cpu[2]),
+            side_by_side(
+                &["chunkstream", "floor", "axum"],
+                "lines/s",
+                ("ns", "CPU/line"),
+                0,
+                &rates,
+                &cpu,
             ),
             format!("{r_floor:.2}× floor, {:.1}× axum", median(&vs_axum)),
             target,
@@ -373,14 +372,13 @@ impl Bench {
         let work = "`/stream` defaults, 64 connections (keep-alive loop)";
         self.report.row(
             work,
-            format!(
-                "chunkstream {} req/s ({:.1} µs CPU/req); floor {} ({:.1} µs); axum {} ({:.1} µs)",
-                si(median(&rates[0])),
-                median(&cpu[0]),
-                si(median(&rates[1])),
-                median(&cpu[1]),
-                si(median(&rates[2])),
-                median(&cpu[2]),
+            side_by_side(
+                &["chunkstream", "floor", "axum"],
+                "req/s",
+                ("µs", "CPU/req"),
+                1,
+                &rates,
+                &cpu,
             ),
             format!("{vs_axum:.2}× axum, {vs_floor:.2}× floor"),
             "≥ 1.1× axum, ≥ 0.8× floor",
@@ -441,12 +439,13 @@ impl Bench {
         let vs_axum = median(&ratios(&rates[0], &rates[1]));
         self.report.row(
             work,
-            format!(
-                "chunkstream {} {unit} ({:.0} ns CPU each); axum {} ({:.0} ns)",
-                si(median(&rates[0])),
-                median(&cpu[0]),
-                si(median(&rates[1])),
-                median(&cpu[1]),
+            side_by_side(
+                &["chunkstream", "axum"],
+                unit,
+                ("ns", "CPU each"),
+                0,
+                &rates,
+                &cpu,
             ),
             format!("{vs_axum:.2}× axum"),
             target,

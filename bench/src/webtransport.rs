@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::{
     load::{self, Ask, Route},
     procs::{Kind, Server},
-    report::{Status, median, percentile, si},
+    report::{Status, median, percentile, si, side_by_side},
     scenarios::{Bench, ratios},
     wt,
 };
@@ -125,15 +125,13 @@ impl Bench {
                      {sessions} × {} chunks flat out",
                     si(count as f64)
                 ),
-                format!(
-                    "WT {} chunks/s ({:.0} ns server CPU each); WS {} ({:.0} ns); JSONL {} \
-                     ({:.0} ns)",
-                    si(median(&rates[0])),
-                    median(&cpu[0]),
-                    si(median(&rates[1])),
-                    median(&cpu[1]),
-                    si(median(&rates[2])),
-                    median(&cpu[2]),
+                side_by_side(
+                    &["WT", "WS", "JSONL"],
+                    "chunks/s",
+                    ("ns", "server CPU each"),
+                    0,
+                    &rates,
+                    &cpu,
                 ),
                 format!(
                     "WT / WS: {ws_rate:.2}× rate, {ws_cpu:.2}× CPU per chunk; WT / JSONL: \

@@ -5,8 +5,9 @@
 //! itself is in `harness`; `chart` tests the chart of chunks per second, `a11y` runs axe-core
 //! on the page, `docs` drives Swagger UI at `/docs` (streams, Stop, the WebSocket try-out),
 //! `edge` runs it behind `deploy/nginx.conf` in several tabs (HTTP/2, and the
-//! six-connection cap of HTTP/1.1), `prefix` under a path prefix, and `wt` the WebTransport
-//! panel without WebTransport (server off, UDP blocked) and across a server restart.
+//! six-connection cap of HTTP/1.1), `prefix` under a path prefix, `restart` a server restart
+//! mid-stream (SSE and WebTransport resume), and `wt` the WebTransport panel without
+//! WebTransport (server off, UDP blocked).
 
 mod a11y;
 mod chart;
@@ -14,6 +15,7 @@ mod docs;
 mod edge;
 mod harness;
 mod prefix;
+mod restart;
 mod wt;
 
 use std::time::{Duration, Instant};
@@ -22,10 +24,8 @@ use fantoccini::key::Key;
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_at, spawn_app_with, wait_until};
-use harness::{
-    Options, SOON, SseRequest, chunks_sent, open_streams, with_browser, with_browser_at,
-};
+use crate::helpers::{spawn_app, wait_until};
+use harness::{Options, SOON, chunks_sent, open_streams, with_browser, with_browser_at};
 
 /// The page's transports, as its panels name them.
 const TRANSPORTS: [&str; 5] = ["text", "sse", "ws", "jsonl", "wt"];
@@ -70,19 +70,7 @@ async fn streams_live_in_order_and_stops(transport: &str) {
         );
         b.screenshot(&format!("{transport}-streaming")).await;
 
-        let done = b
-            .wait_panel(transport, "the end of the stream", SOON, |p| {
-                p.state != "streaming" && p.state != "connecting"
-            })
-            .await;
-        assert_eq!(done.state, "done", "{done:?}");
-        assert_eq!(done.count, count, "{done:?}");
-        assert_eq!(done.last, Some(count - 1), "{done:?}");
-        assert!(done.in_order, "{done:?}");
-        assert_eq!(done.indexes, (0..count).collect::<Vec<_>>(), "{done:?}");
-        let texts: Vec<String> = (0..count).map(|i| format!("Data Chunk {i}")).collect();
-        assert_eq!(done.texts, texts);
-        assert!(done.error.is_empty(), "{done:?}");
+        let done = b.wait_whole(transport, count, SOON).await;
         // 11 intervals of 200 ms: the elapsed figure followed the stream.
         assert!(
             done.elapsed_secs() >= 2.0 && done.elapsed_secs() > early.elapsed_secs(),
@@ -433,182 +421,6 @@ async fn docs_link_renders_the_operations_in_the_browser() {
         let spec: Value = serde_json::from_str(body.as_str().expect("text"))
             .expect("the link opens the OpenAPI document");
         assert!(spec["paths"]["/stream"].is_object(), "{spec}");
-    })
-    .await;
-}
-
-/// Issue 3's promise, kept by Chromium's own `EventSource`: a server restart in the middle of
-/// a stream (the server gone for a while, then a successor on the same address) loses no
-/// chunk and repeats none, the browser resuming by itself with `Last-Event-ID`; and after the
-/// `end` event nothing reconnects.
-#[tokio::test]
-async fn sse_resumes_across_a_server_restart_in_the_browser() {
-    /// The `retry:` the servers announce: the browser reconnects this soon after a cut.
-    const RETRY_MS: u64 = 200;
-    let count: u64 = 40;
-    let first = spawn_app_with(|c| c.sse_retry_ms = RETRY_MS).await;
-    let addr = first.addr;
-    let base = first.url("/");
-    let url = first.url(&format!("/stream/sse?count={count}&interval_ms=100"));
-    let options = Options {
-        network_log: true,
-        ..Options::default()
-    };
-    // Every check is inside: nothing to skip besides when the browser is missing.
-    let _ran = with_browser_at(&base, "sse-restart", options, async move |b| {
-        b.open_page().await;
-        b.choose("sse", count, 100).await;
-        b.click("#start").await;
-        let early = b
-            .wait_panel("sse", "chunks from the first server", SOON, |p| {
-                p.count >= 8
-            })
-            .await;
-        assert_eq!(early.state, "streaming", "{early:?}");
-
-        // The restart, part one: the first server goes, ending the body without `end`.
-        first
-            .shutdown()
-            .await
-            .expect("the first server stops cleanly");
-        b.wait_panel("sse", "the EventSource to see the cut", SOON, |p| {
-            p.state == "reconnecting"
-        })
-        .await;
-        // Nobody listens now, so the page holds exactly what the first server sent.
-        b.next_frame().await;
-        let cut = b.panel("sse").await;
-        let from_first = cut.count;
-        assert!(
-            (8..count).contains(&from_first),
-            "the cut came mid-stream: {cut:?}"
-        );
-        assert_eq!(cut.state, "reconnecting", "{cut:?}");
-        assert_eq!(cut.last, Some(from_first - 1), "{cut:?}");
-        assert!(cut.in_order, "{cut:?}");
-        assert!(cut.error.is_empty(), "a cut is not an error: {cut:?}");
-        // The browser keeps trying while nobody listens, and the page keeps waiting.
-        let mut events = b.network_events().await;
-        let start = Instant::now();
-        while !SseRequest::all_in(&events)
-            .iter()
-            .any(|r| r.failed.is_some())
-        {
-            assert!(
-                start.elapsed() < SOON,
-                "the browser must try to reconnect: {:#?}",
-                SseRequest::all_in(&events)
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            events.extend(b.network_events().await);
-        }
-        let waiting = b.panel("sse").await;
-        assert_eq!(waiting.state, "reconnecting", "{waiting:?}");
-        assert_eq!(waiting.count, from_first, "{waiting:?}");
-        assert!(waiting.error.is_empty(), "{waiting:?}");
-
-        // Part two: a successor on the same address. The browser finds it by itself.
-        let successor = spawn_app_at(addr, |c| c.sse_retry_ms = RETRY_MS).await;
-        let done = b
-            .wait_panel("sse", "the end of the resumed stream", SOON, |p| {
-                !matches!(
-                    p.state.as_str(),
-                    "connecting" | "streaming" | "reconnecting"
-                )
-            })
-            .await;
-        b.screenshot("sse-restart").await;
-        assert_eq!(done.state, "done", "{done:?}");
-        assert_eq!(done.count, count, "{done:?}");
-        assert_eq!(done.last, Some(count - 1), "{done:?}");
-        assert!(done.in_order, "{done:?}");
-        assert_eq!(done.indexes, (0..count).collect::<Vec<_>>(), "{done:?}");
-        let texts: Vec<String> = (0..count).map(|i| format!("Data Chunk {i}")).collect();
-        assert_eq!(done.texts, texts);
-        assert!(done.error.is_empty(), "{done:?}");
-
-        // The successor served the rest and only the rest, in one stream that completed.
-        wait_until(SOON, "the successor to close the stream", || {
-            open_streams(&successor, "sse").map(|n| n == 0.0)
-        })
-        .await;
-        let served = chunks_sent(&successor, "sse").await;
-        assert_eq!(
-            served,
-            (count - from_first) as f64,
-            "the successor sends what the first did not ({from_first} of {count})"
-        );
-        assert_eq!(
-            crate::helpers::outcome(&successor, "sse", "completed").await,
-            1.0
-        );
-
-        // In the browser's own words: one request to the first server, refused attempts while
-        // nobody listened, then one resumption from the last id received.
-        events.extend(b.network_events().await);
-        let requests = SseRequest::all_in(&events);
-        let (initial, rest) = requests.split_first().expect("the first request");
-        let (resumed, refused) = rest.split_last().expect("a resumption");
-        assert!(
-            initial.url == url && initial.status == Some(200) && initial.last_event_id.is_none(),
-            "{requests:#?}"
-        );
-        assert!(!refused.is_empty(), "{requests:#?}");
-        for r in refused {
-            assert!(
-                r.url == url
-                    && r.status.is_none()
-                    && r.failed.as_deref() == Some("net::ERR_CONNECTION_REFUSED"),
-                "while no server listened, only refused attempts: {requests:#?}"
-            );
-        }
-        let last_id = (from_first - 1).to_string();
-        assert!(
-            resumed.url == url
-                && resumed.status == Some(200)
-                && resumed.last_event_id.as_deref() == Some(last_id.as_str()),
-            "the browser resumes after the last chunk it received ({last_id}): {requests:#?}"
-        );
-
-        // After `end`, the page closed the EventSource: nothing reconnects. Observing an
-        // absence takes time: five reconnection delays, as the measurement itself.
-        let window = Instant::now();
-        while window.elapsed() < Duration::from_millis(5 * RETRY_MS) {
-            let p = b.panel("sse").await;
-            assert!(
-                p.state == "done" && p.count == count,
-                "after the end: {p:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let later = b.network_events().await;
-        let again = SseRequest::all_in(&later);
-        assert!(again.is_empty(), "requests after the end: {again:#?}");
-        assert_eq!(open_streams(&successor, "sse").await, 0.0);
-        assert_eq!(chunks_sent(&successor, "sse").await, served);
-        let outcomes = successor.metrics().await;
-        let streams: f64 = outcomes
-            .iter()
-            .filter(|(k, _)| {
-                k.starts_with("chunkstream_streams_total{") && k.contains(r#"transport="sse""#)
-            })
-            .map(|(_, v)| v)
-            .sum();
-        assert_eq!(streams, 1.0, "one stream on the successor: {outcomes:#?}");
-
-        // The console: each refused attempt logs its failed load, and nothing else is logged.
-        let errors = b.console_errors().await;
-        let refused_load = format!("{url} - Failed to load resource: net::ERR_CONNECTION_REFUSED");
-        assert_eq!(
-            errors,
-            vec![refused_load; refused.len()],
-            "console errors: only the refused reconnection attempts"
-        );
-        eprintln!(
-            "sse restart: {from_first} chunks from the first server, {} refused attempts, \
-             {served} from the successor",
-            refused.len()
-        );
     })
     .await;
 }

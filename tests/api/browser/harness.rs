@@ -520,13 +520,27 @@ impl Browser {
     pub async fn wait_done(&self, transport: &str, count: u64, deadline: Duration) -> Panel {
         let done = self
             .wait_panel(transport, "the end of the stream", deadline, |p| {
-                !matches!(p.state.as_str(), "connecting" | "streaming")
+                !matches!(
+                    p.state.as_str(),
+                    "connecting" | "streaming" | "reconnecting"
+                )
             })
             .await;
         assert_eq!(done.state, "done", "{done:?}");
         assert_eq!(done.count, count, "{done:?}");
         assert!(done.in_order, "{done:?}");
         assert_eq!(done.last, count.checked_sub(1), "{done:?}");
+        done
+    }
+
+    /// [`Browser::wait_done`], and the panel shows every chunk, `0..count` each with its text
+    /// (for a `count` the panel keeps whole, 50 at most), and no error.
+    pub async fn wait_whole(&self, transport: &str, count: u64, deadline: Duration) -> Panel {
+        let done = self.wait_done(transport, count, deadline).await;
+        assert_eq!(done.indexes, (0..count).collect::<Vec<_>>(), "{done:?}");
+        let texts: Vec<String> = (0..count).map(|i| format!("Data Chunk {i}")).collect();
+        assert_eq!(done.texts, texts, "{done:?}");
+        assert!(done.error.is_empty(), "{done:?}");
         done
     }
 

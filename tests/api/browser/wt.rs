@@ -1,17 +1,14 @@
 //! The page's WebTransport panel where there is no WebTransport to be had — a server run with
-//! `--webtransport off`, UDP that carries nothing — and when its server goes away: the panel
-//! says so in words, the race runs the other four, and a going-away server's successor
-//! resumes the stream where it was cut. And `/docs`, where `GET /stream/wt` is an ordinary
-//! JSON operation, which the streaming plugin leaves to Swagger UI.
+//! `--webtransport off`, UDP that carries nothing: the panel says so in words and the race
+//! runs the other four (its resuming across a restart is in `restart`). And `/docs`, where
+//! `GET /stream/wt` is an ordinary JSON operation, which the streaming plugin leaves to
+//! Swagger UI.
 
 use chunkstream::config::WebTransport;
-use futures_util::FutureExt;
 
 use super::TRANSPORTS;
-use super::harness::{
-    Browser, Options, SOON, chunks_sent, open_streams, with_browser, with_browser_at,
-};
-use crate::helpers::{TestApp, outcome, spawn_app_at, spawn_app_with, wait_until};
+use super::harness::{Browser, Options, SOON, open_streams, with_browser, with_browser_at};
+use crate::helpers::spawn_app_with;
 
 /// The words an unavailable WebTransport panel starts with.
 const UNAVAILABLE: &str = "WebTransport is unavailable";
@@ -54,7 +51,7 @@ async fn the_race_runs_without_webtransport(b: &Browser, count: u64, words: &[&s
 }
 
 /// Console errors other than the failed loads of `/stream/wt` (the browser logs a 404 as one).
-async fn errors_besides_stream_wt(b: &Browser) -> Vec<String> {
+pub(super) async fn errors_besides_stream_wt(b: &Browser) -> Vec<String> {
     b.console_errors()
         .await
         .into_iter()
@@ -134,78 +131,6 @@ fn send_sessions_to(port: u16) -> String {
         }};
         return null;"#
     )
-}
-
-/// The server goes away mid-stream (graceful shutdown: close code 1), and a successor comes up
-/// on the same address: the page asks it where the session is and resumes after the last
-/// chunk it received, losing none and repeating none.
-#[tokio::test]
-async fn webtransport_resumes_across_a_server_restart_in_the_browser() {
-    let count: u64 = 40;
-    let first = spawn_app_with(|_| {}).await;
-    let addr = first.addr;
-    let _ran = with_browser_at(
-        &first.url("/"),
-        "wt-restart",
-        Options::default(),
-        async move |b| {
-            b.open_page().await;
-            b.choose("wt", count, 100).await;
-            b.click("#start").await;
-            let early = b
-                .wait_panel("wt", "chunks from the first server", SOON, |p| p.count >= 8)
-                .await;
-            assert_eq!(early.state, "streaming", "{early:?}");
-
-            first
-                .shutdown()
-                .await
-                .expect("the first server stops cleanly");
-            b.wait_panel("wt", "the page to see the server go", SOON, |p| {
-                p.state == "reconnecting"
-            })
-            .await;
-            // Nobody listens now, so the page holds exactly what the first server sent.
-            b.next_frame().await;
-            let cut = b.panel("wt").await;
-            assert_eq!(cut.state, "reconnecting", "{cut:?}");
-            let from_first = cut.count;
-            assert!((8..count).contains(&from_first), "{cut:?}");
-            assert_eq!(cut.last, Some(from_first - 1), "{cut:?}");
-            assert!(cut.in_order && cut.error.is_empty(), "{cut:?}");
-
-            let successor = spawn_app_at(addr, |_| {}).await;
-            let done = b
-                .wait_panel("wt", "the end of the resumed stream", SOON, |p| {
-                    !matches!(
-                        p.state.as_str(),
-                        "connecting" | "streaming" | "reconnecting"
-                    )
-                })
-                .await;
-            b.screenshot("wt-restart").await;
-            assert_eq!(done.state, "done", "{done:?}");
-            assert_eq!(done.count, count, "{done:?}");
-            assert!(done.in_order, "{done:?}");
-            assert_eq!(done.indexes, (0..count).collect::<Vec<_>>(), "{done:?}");
-            assert!(done.error.is_empty(), "{done:?}");
-            wait_until(SOON, "the successor to close the session", || {
-                open_streams(&successor, "wt").map(|n| n == 0.0)
-            })
-            .await;
-            the_successor_sent_the_rest(&successor, count - from_first).await;
-            // The page tried while nobody listened: the browser logs those failed loads.
-            let errors = errors_besides_stream_wt(b).await;
-            assert!(errors.is_empty(), "console errors: {errors:#?}");
-        },
-    )
-    .await;
-}
-
-/// The successor served `rest` chunks, in one session that completed.
-async fn the_successor_sent_the_rest(successor: &TestApp, rest: u64) {
-    assert_eq!(chunks_sent(successor, "wt").await, rest as f64);
-    assert_eq!(outcome(successor, "wt", "completed").await, 1.0);
 }
 
 #[tokio::test]
