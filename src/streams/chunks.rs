@@ -85,7 +85,8 @@ struct Account {
     span: Span,
     peer: Peer,
     connection: Option<Arc<Activity>>,
-    _room: Room,
+    /// Given back when the stream is dropped, or taken by [`Chunks::close_keeping_room`].
+    room: Option<Room>,
 }
 
 impl Chunks {
@@ -126,7 +127,7 @@ impl Chunks {
                 span,
                 peer: to.peer,
                 connection: to.connection,
-                _room: room,
+                room: Some(room),
             },
         }
     }
@@ -180,6 +181,14 @@ impl Chunks {
     /// first, so that the metrics never wait on a slow peer.
     pub fn close(mut self) -> Outcome {
         self.close_account()
+    }
+
+    /// [`Chunks::close`], but the stream's room under the limits goes to the caller: for a
+    /// connection that stays open after its stream (a WebTransport session whose client may
+    /// still be reading it), which holds the room until it closes.
+    pub fn close_keeping_room(mut self) -> (Outcome, Option<Room>) {
+        let room = self.account.room.take();
+        (self.close_account(), room)
     }
 
     /// Counts the stream's outcome, gives back its gauge and writes its end line, once.

@@ -115,6 +115,38 @@ async fn a_finished_session_stays_open_for_a_client_still_reading_until_the_idle
 }
 
 #[tokio::test]
+async fn a_finished_session_the_client_keeps_holds_its_room_until_it_closes() {
+    let app = spawn_app_with(|c| c.max_streams_per_client = 1).await;
+    let connect = Connect::get(&app, "count=3").await;
+    let digests = connect.digests();
+    let mut kept = WtSession::connect(&connect.url, &digests).await.unwrap();
+    assert_eq!(kept.rest().await, (vec![0, 1, 2], StreamEnd::Finished));
+    wait_until(Duration::from_secs(1), "the stream counted", || async {
+        outcome(&app, "wt", "completed").await == 1.0
+    })
+    .await;
+    // The stream is over and counted, but its session still holds a connection: no room
+    // for another from this client until it closes.
+    assert_eq!(open_streams(&app).await, 0.0);
+    let refused = WtSession::connect(&connect.url, &digests).await;
+    assert!(
+        matches!(refused, Err(ConnectingError::SessionRejected)),
+        "{:?}",
+        refused.err()
+    );
+    assert_eq!(app.get("/stream/wt?count=1").await.status(), 429);
+    drop(kept);
+    wait_until(
+        Duration::from_secs(1),
+        "room once the session closed",
+        || async { app.get("/stream/wt?count=1").await.status() == 200 },
+    )
+    .await;
+    let mut next = WtSession::connect(&connect.url, &digests).await.unwrap();
+    assert_eq!(next.index().await, Ok(0));
+}
+
+#[tokio::test]
 async fn shutdown_closes_a_finished_session_the_client_keeps_as_going_away() {
     let app = spawn_app().await;
     let mut session = WtSession::open(&app, "count=3").await.expect("a session");

@@ -49,7 +49,9 @@ pub struct Options {
 /// with the right code.
 ///
 /// The stream is counted and dropped (and the generator with it) as soon as it ends, before
-/// the session closes, so the metrics never wait on a slow client.
+/// the session closes, so the metrics never wait on a slow client. Its room under the limits
+/// is held until the session closes: a finished session its client keeps open (up to the
+/// idle timeout) holds a connection, and counts against the limits as a stream would.
 pub async fn serve(connection: Connection, mut chunks: Chunks, options: Options) -> Outcome {
     let (session, ending) = match Session::open(connection.clone(), options.clone()).await {
         Ok(mut session) => {
@@ -61,10 +63,11 @@ pub async fn serve(connection: Connection, mut chunks: Chunks, options: Options)
     if let Some(outcome) = ending.outcome() {
         chunks.end(outcome);
     }
-    let outcome = chunks.close();
+    let (outcome, room) = chunks.close_keeping_room();
     match session {
         Ok(session) => session.close(ending).await,
         Err(mut peer) => session::close(&connection, &mut peer, ending, &options).await,
     }
+    drop(room);
     outcome
 }
