@@ -169,27 +169,35 @@ fn receive(event: Event, chunks: &mut Chunks) -> Step {
 ///   the reset to reach the client before the close;
 /// - a client that stalled or left is closed at once.
 pub async fn close(connection: &Connection, peer: &mut Peer, ending: Ending, options: &Options) {
-    // Its chunk stream finished: the client may still be reading it.
-    let finished = matches!(ending, Ending::Done | Ending::Stopped);
-    let wait = match ending {
-        Ending::Done | Ending::Stopped => Some(options.idle),
-        Ending::Shutdown | Ending::Invalid(_) => Some(CLOSE_GRACE),
-        Ending::Stalled | Ending::ClientGone => None,
-    };
-    let mut ending = ending;
-    if let Some(wait) = wait {
-        let mut left = pin!(async { while peer.next().await != Event::Gone {} });
-        let left_in_time = tokio::select! {
-            () = &mut left => true,
-            () = time::sleep(wait) => false,
-            () = options.shutdown.cancelled() => time::timeout(CLOSE_GRACE, left).await.is_ok(),
-        };
-        if finished && !left_in_time && options.shutdown.is_cancelled() {
-            ending = Ending::Shutdown;
+    let ending = match ending {
+        // Its chunk stream finished: the client may still be reading it.
+        Ending::Done | Ending::Stopped => {
+            let left = left_within(peer, options.idle, &options.shutdown).await;
+            if left || !options.shutdown.is_cancelled() {
+                ending
+            } else {
+                Ending::Shutdown
+            }
         }
-    }
+        Ending::Shutdown | Ending::Invalid(_) => {
+            left_within(peer, CLOSE_GRACE, &options.shutdown).await;
+            ending
+        }
+        Ending::Stalled | Ending::ClientGone => ending,
+    };
     let (code, reason) = ending.close();
     connection.close(code.session(), reason.as_bytes());
+}
+
+/// Whether the client closed the session within `wait`, or within [`CLOSE_GRACE`] of the
+/// server's shutdown, whichever comes first.
+async fn left_within(peer: &mut Peer, wait: Duration, shutdown: &CancellationToken) -> bool {
+    let mut left = pin!(async { while peer.next().await != Event::Gone {} });
+    tokio::select! {
+        () = &mut left => true,
+        () = time::sleep(wait) => false,
+        () = shutdown.cancelled() => time::timeout(CLOSE_GRACE, left).await.is_ok(),
+    }
 }
 
 /// Runs `op`, giving up when the server shuts down (`Err(Shutdown)`) or when it has not
